@@ -1,0 +1,34 @@
+"""Shared pytest fixtures.
+
+Real-face tests use the CelebA-HQ sample named by ``CELEBAHQ_DIR`` (CI sets it to
+``../shared/data/celebahq-5k``) and skip with a clear reason when it is absent.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+def _celebahq_dir() -> Path | None:
+    env = os.environ.get("CELEBAHQ_DIR")
+    candidates = [Path(env)] if env else []
+    candidates.append(Path(__file__).resolve().parents[1].parent / "shared" / "data" / "celebahq-5k")
+    for c in candidates:
+        if c.is_dir():
+            return c
+    return None
+
+
+@pytest.fixture(scope="session")
+def celebahq_dir() -> Path:
+    """The CelebA-HQ sample folder; the test is skipped (with the reason) when it is missing."""
+    root = _celebahq_dir()
+    if root is None:
+        pytest.skip("real-face test: set CELEBAHQ_DIR to a CelebA-HQ folder (CI uses ../shared/data/celebahq-5k)")
+    return root
