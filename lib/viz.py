@@ -1,0 +1,158 @@
+"""Figures: the data tour (RGB, L, a, b of real or toy faces) and colorization grids.
+
+Taught in ``notebooks/01_color_spaces.ipynb`` and ``notebooks/02_data.ipynb``; the grids
+reappear in every training notebook.
+
+Figures are built on ``matplotlib.figure.Figure`` directly, not ``pyplot``: no global state,
+no display needed (works headless, like the Agg backend), and a returned figure still
+shows inline in Jupyter. ``python -m lib.viz`` writes ``figures/data_samples.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+from matplotlib.colors import LinearSegmentedColormap
+from matplotlib.figure import Figure
+from torch import Tensor
+
+from lib.color import denormalize_l, lab_norm_to_rgb, rgb_to_lab
+
+__all__ = ["AB_RANGE", "ab_colormaps", "save_figure", "save_data_samples", "show_colorization_grid"]
+
+AB_RANGE = 40.0  # a and b maps are drawn on the fixed range [-AB_RANGE, AB_RANGE] Lab units
+
+
+def ab_colormaps() -> tuple[LinearSegmentedColormap, LinearSegmentedColormap]:
+    """Diverging colormaps for the a and b channels, light grey at 0 (no colour).
+
+    ``a``: green (-) .. magenta-red (+); ``b``: blue (-) .. yellow (+): the hues at the two
+    ends of each Lab axis, so a map reads like the colour it stands for. Used on the fixed
+    range ``+-AB_RANGE``.
+    """
+    a = LinearSegmentedColormap.from_list("lab_a", ["#00876c", "#f0f0f0", "#d0237a"])
+    b = LinearSegmentedColormap.from_list("lab_b", ["#1f5fb0", "#f0f0f0", "#d99a00"])
+    return a, b
+
+
+def save_figure(fig: Figure, path: str | Path, dpi: int = 120) -> Path:
+    """Write ``fig`` to ``path`` (folders created), return the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi, bbox_inches="tight", facecolor="white")
+    return path
+
+
+def _image(ax, img_hwc: np.ndarray, **kw):
+    ax.imshow(img_hwc, interpolation="nearest", **kw)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for side in ax.spines.values():
+        side.set_visible(False)
+    return ax.images[-1]
+
+
+def _hwc(x: Tensor) -> np.ndarray:
+    return x.detach().float().cpu().permute(1, 2, 0).clamp(0, 1).numpy()  # (H, W, 3)
+
+
+# --- the data tour --------------------------------------------------------------------------
+def save_data_samples(path: str | Path = "figures/data_samples.png", root: str | Path | None = None, n: int = 6,
+                      image_size: int = 128, split: str = "train") -> Path:
+    """A grid of ``n`` faces of the data ``make_dataset(root)`` finds, and their L, a, b channels.
+
+    Rows: the RGB photo, L (0..100, grey), a and b (fixed range +-AB_RANGE, diverging Lab
+    colormaps), each with a colorbar; the title names the data source (real CelebA-HQ or
+    the ToyFaces stand-in). Images are spread evenly over the split. Taught in ``02_data``.
+    """
+    from lib.data import make_dataset  # here: lib.data imports torchvision, not needed for grids
+
+    ds = make_dataset(root, split=split, image_size=image_size)
+    idx = np.linspace(0, len(ds) - 1, min(n, len(ds))).round().astype(int)
+    rgb = torch.stack([ds.rgb_uint8(int(i)) for i in idx]).float() / 255.0  # (n, 3, S, S)
+    lab = rgb_to_lab(rgb)  # (n, 3, S, S)
+    cmap_a, cmap_b = ab_colormaps()
+
+    n = len(idx)
+    fig = Figure(figsize=(1.6 * n + 0.9, 1.6 * 4 + 0.6), layout="constrained")
+    gs = fig.add_gridspec(4, n + 1, width_ratios=[1] * n + [0.07])
+    channels = [("L", "gray", 0.0, 100.0), ("a", cmap_a, -AB_RANGE, AB_RANGE), ("b", cmap_b, -AB_RANGE, AB_RANGE)]
+    for c in range(n):
+        ax = fig.add_subplot(gs[0, c])
+        _image(ax, _hwc(rgb[c]))
+        ax.set_ylabel("RGB" if c == 0 else "", fontsize=12)
+    for r, (name, cmap, vmin, vmax) in enumerate(channels, start=1):
+        for c in range(n):
+            ax = fig.add_subplot(gs[r, c])
+            im = _image(ax, lab[c, r - 1].numpy(), cmap=cmap, vmin=vmin, vmax=vmax)  # (S, S) Lab units
+            ax.set_ylabel(name if c == 0 else "", fontsize=12)
+        cb = fig.colorbar(im, cax=fig.add_subplot(gs[r, n]), extend="neither" if name == "L" else "both")
+        cb.ax.tick_params(labelsize=8)
+    fig.suptitle(f"{ds.source}\nsRGB and its CIE Lab channels (a, b drawn on a fixed range ±{AB_RANGE:g})",
+                 fontsize=10)
+    return save_figure(fig, path)
+
+
+# --- colorization grids -----------------------------------------------------------------------
+def show_colorization_grid(
+    l_n: Tensor,
+    ab_pred: Tensor | dict[str, Tensor],
+    ab_true: Tensor | None = None,
+    *,
+    n: int = 8,
+    captions: list[str] | None = None,
+    title: str | None = None,
+    path: str | Path | None = None,
+) -> Figure:
+    """Rows: the grey input, one row per prediction, the truth; one column per image.
+
+    ``l_n (B, 1, H, W)``, ``ab_pred (B, 2, H, W)`` (or ``{label: ab}`` to compare several
+    models, one row each) and ``ab_true (B, 2, H, W)``, all normalised as in ``lib.color``;
+    RGB is rebuilt from the true L and each ab (DESIGN.md section 2). The first ``n``
+    images are shown; ``captions`` (one per image, e.g. a PSNR) go under the first
+    prediction row. Saved to ``path`` when given. Taught in ``03_unet`` onwards.
+    """
+    preds = ab_pred if isinstance(ab_pred, dict) else {"prediction": ab_pred}
+    assert l_n.dim() == 4 and l_n.shape[1] == 1, f"l_n must be (B, 1, H, W), got {tuple(l_n.shape)}"
+    for name, ab in preds.items():
+        assert ab.shape[0] >= min(n, len(l_n)) and ab.shape[1] == 2 and ab.shape[-2:] == l_n.shape[-2:], (
+            f"{name}: ab must be (B, 2, H, W) matching L {tuple(l_n.shape)}, got {tuple(ab.shape)}")
+    n = min(n, len(l_n))
+    l_n = l_n[:n].detach().float().cpu()  # (n, 1, H, W)
+    rows = [("grey input", (denormalize_l(l_n) / 100.0).expand(-1, 3, -1, -1))]
+    rows += [(name, lab_norm_to_rgb(l_n, ab[:n].detach().float().cpu())) for name, ab in preds.items()]
+    if ab_true is not None:
+        rows.append(("truth", lab_norm_to_rgb(l_n, ab_true[:n].detach().float().cpu())))
+
+    fig = Figure(figsize=(1.5 * n + 0.6, 1.5 * len(rows) + (0.5 if title else 0.1)), layout="constrained")
+    axes = fig.subplots(len(rows), n, squeeze=False)
+    for r, (name, rgb) in enumerate(rows):  # rgb: (n, 3, H, W) in [0, 1]
+        for c in range(n):
+            _image(axes[r, c], _hwc(rgb[c]))
+            if c == 0:
+                axes[r, c].set_ylabel(name, fontsize=10)
+            if captions is not None and r == 1:
+                axes[r, c].set_xlabel(captions[c], fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    if path is not None:
+        save_figure(fig, path)
+    return fig
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m lib.viz [--data DIR] [--out PATH]``: write the data tour figure."""
+    p = argparse.ArgumentParser(prog="python -m lib.viz", description=save_data_samples.__doc__.split("\n")[0])
+    p.add_argument("--data", default=None, help="face folder (default: $CELEBAHQ_DIR, data/celeba_hq/, else toy faces)")
+    p.add_argument("--out", default="figures/data_samples.png")
+    p.add_argument("-n", type=int, default=6)
+    args = p.parse_args(argv)
+    print(f"wrote {save_data_samples(args.out, root=args.data, n=args.n)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
