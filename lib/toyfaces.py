@@ -215,23 +215,8 @@ def render_toy_face(rng: np.random.Generator, size: int = 128) -> np.ndarray:
             t = np.maximum(t, 0.8 * _ellipse(x, y, U(-1, 1), U(-1, 1), *(2 * [U(0.1, 0.35)]), 6 * px))
     cnv.paint(np.ones_like(x), _blend(col[9], col[10], t * (1 + 0.1 * _noise(rng, size, 16))))
 
-    # neck, then body and clothing (a wide cylinder) with a neckline
-    head_a, head_b = U(0.31, 0.36), U(0.42, 0.47)
-    neck = _soft(np.maximum(np.abs(u) - 0.13, v - 1.2), lpx) * (v > 0.1)
-    cnv.paint(neck, col[0] * 0.8, _ellipsoid_normal(u, 0.2 * v, 0.14, 1.0, roll), 0.1)
-    ws = U(0.95, 1.3)
-    body = _ellipse(u, v, 0.0, 1.12, ws, 0.6, lpx) * (v > 0.5)
-    nb = np.stack([np.clip(u / ws, -0.95, 0.95), np.full_like(u, -0.3), np.ones_like(u)])
-    nb /= np.sqrt((nb * nb).sum(0, keepdims=True))
-    pattern = rng.integers(3)  # solid, stripes, mottled
-    if pattern == 1:
-        t = np.clip(0.5 + 3 * np.sin(U(20, 45) * v + U(0, 6)), 0, 1)
-    else:
-        t = np.clip(_noise(rng, size, 8), 0, 1)
-    neckline = _ellipse(u, v, 0.0, 0.55, U(0.16, 0.26), U(0.1, 0.3), lpx)
-    cnv.paint(body * (1 - neckline), col[7] if pattern == 0 else _blend(col[7], col[8], t), nb, 0.05)
-
     # hair behind the head: a cap, plus long / bob / bun parts; strands run from the crown
+    head_a, head_b = U(0.31, 0.36), U(0.42, 0.47)  # head half-width and half-height, local units
     style = rng.choice(["short", "long", "bob", "bun", "curly", "bald"], p=[0.25, 0.25, 0.15, 0.1, 0.15, 0.1])
     ha, hb = head_a * U(1.08, 1.2), head_b * U(1.04, 1.12)
     theta = np.arctan2(v + 0.6, u)  # strand direction: fanning down from above the crown
@@ -252,6 +237,21 @@ def render_toy_face(rng: np.random.Generator, size: int = 128) -> np.ndarray:
     hair_n = _ellipsoid_normal(u, v + 0.04, ha * 1.1, hb * 1.25, roll)
     if style != "bald":
         cnv.paint(outer, hair_col, hair_n, 0.25)
+
+    # neck, then body and clothing (a wide cylinder) with a neckline: in front of long hair
+    neck = _soft(np.maximum(np.abs(u) - 0.13, v - 1.2), lpx) * (v > 0.1)
+    cnv.paint(neck, col[0] * 0.8, _ellipsoid_normal(u, 0.2 * v, 0.14, 1.0, roll), 0.1)
+    ws = U(0.95, 1.3)
+    body = _ellipse(u, v, 0.0, 1.12, ws, 0.6, lpx) * (v > 0.5)
+    nb = np.stack([np.clip(u / ws, -0.95, 0.95), np.full_like(u, -0.3), np.ones_like(u)])
+    nb /= np.sqrt((nb * nb).sum(0, keepdims=True))
+    pattern = rng.integers(3)  # solid, stripes, mottled
+    if pattern == 1:
+        t = np.clip(0.5 + 3 * np.sin(U(20, 45) * v + U(0, 6)), 0, 1)
+    else:
+        t = np.clip(_noise(rng, size, 8), 0, 1)
+    neckline = _ellipse(u, v, 0.0, 0.55, U(0.16, 0.26), U(0.1, 0.3), lpx)
+    cnv.paint(body * (1 - neckline), col[7] if pattern == 0 else _blend(col[7], col[8], t), nb, 0.05)
 
     # ears, then the head: an egg-shaped ellipsoid, skin with grain and blush
     ey = U(-0.05, 0.02)  # eye height
