@@ -1,0 +1,236 @@
+"""Loss terms of the colorization generator and their weighted sum.
+
+Taught in ``notebooks/05_losses.ipynb``. The generator predicts normalised ab from
+normalised L (``lib.color``); its loss is
+
+    L_G = alpha * L_pixel + beta * L_perceptual + theta * L_GAN
+
+with ``alpha = 100``, ``beta = 1``, ``theta = 0.08`` by default. Each term is a small
+``nn.Module`` with its equation in the docstring. Our perceptual term uses ImageNet VGG16
+features (``lib.pretrained``); the reference study used FaceNet (InceptionResnetV1,
+VGGFace2) features at 160x160, whose weights cannot be had offline here, so perceptual
+numbers are not directly comparable with theirs (DESIGN.md section 2).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from lib.color import lab_norm_to_rgb
+
+__all__ = ["PixelLoss", "PerceptualLoss", "GANLoss", "ColorizationLoss", "IMAGENET_MEAN", "IMAGENET_STD"]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)  # torchvision's ImageNet normalisation (RGB in [0, 1])
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def _distance(kind: str):
+    if kind not in ("l1", "l2"):
+        raise ValueError(f"kind must be 'l1' or 'l2', got {kind!r}")
+    return F.l1_loss if kind == "l1" else F.mse_loss
+
+
+class PixelLoss(nn.Module):
+    r"""Pixel loss on the normalised ab channels.
+
+    $$\mathcal{L}_{pixel} = \frac{1}{N}\sum_i |\hat{ab}_i - ab_i| \quad (\text{l1}) \qquad
+      \text{or} \qquad \frac{1}{N}\sum_i (\hat{ab}_i - ab_i)^2 \quad (\text{l2})$$
+
+    averaged over every pixel and both channels of the batch. L1 is the usual choice for
+    colorization: L2 punishes large errors so hard that the model hedges towards grey.
+    Taught in ``notebooks/05_losses.ipynb``.
+    """
+
+    def __init__(self, kind: str = "l1"):
+        super().__init__()
+        self.kind = kind
+        self._dist = _distance(kind)
+
+    def forward(self, ab_pred: Tensor, ab_true: Tensor) -> Tensor:
+        assert ab_pred.shape == ab_true.shape, f"ab_pred {tuple(ab_pred.shape)} and ab_true {tuple(ab_true.shape)} must match"
+        return self._dist(ab_pred, ab_true)
+
+    def extra_repr(self) -> str:
+        return f"kind={self.kind!r}"
+
+
+class PerceptualLoss(nn.Module):
+    r"""Perceptual (feature) loss through a frozen ImageNet VGG16.
+
+    Both images share the true L; only their ab differ:
+    $\hat{x} = \mathrm{rgb}(L, \hat{ab})$, $x = \mathrm{rgb}(L, ab)$. With $\phi_j$ the VGG16
+    activation at layer $j$ (after ImageNet normalisation) and $w_j$ its weight,
+
+    $$\mathcal{L}_{perc} = \sum_j w_j \, \frac{1}{N_j} \lVert \phi_j(\hat{x}) - \phi_j(x) \rVert_1
+      \quad (\text{or the mean squared error for } \texttt{kind="l2"}).$$
+
+    The target features are computed under ``no_grad``; VGG16 is truncated after the
+    deepest layer used, frozen (``requires_grad=False``) and stays in eval mode even when
+    the parent module is switched to ``.train()``, so gradients reach only the generator.
+    ``features`` lets tests or notebooks pass their own (frozen) feature extractor.
+    Taught in ``notebooks/05_losses.ipynb``.
+    """
+
+    def __init__(
+        self,
+        layers: Sequence[str] = ("relu1_2", "relu2_2", "relu3_3"),
+        layer_weights: Sequence[float] | None = None,
+        kind: str = "l1",
+        weights_path: str | None = None,
+        features: nn.Module | None = None,
+    ):
+        super().__init__()
+        from lib.pretrained import VGG16_LAYERS, vgg16_features
+
+        unknown = [name for name in layers if name not in VGG16_LAYERS]
+        assert not unknown, f"unknown VGG16 layers {unknown}; choose from {list(VGG16_LAYERS)}"
+        assert len(layers) > 0, "PerceptualLoss needs at least one layer"
+        layer_weights = tuple(1.0 for _ in layers) if layer_weights is None else tuple(float(w) for w in layer_weights)
+        assert len(layer_weights) == len(layers), f"{len(layer_weights)} layer weights for {len(layers)} layers"
+        self.layers = tuple(layers)
+        self.layer_weights = layer_weights
+        self.kind = kind
+        self._dist = _distance(kind)
+        self._index = {VGG16_LAYERS[name]: name for name in layers}  # features index -> layer name
+        cut = max(self._index)
+        self.vgg = features if features is not None else vgg16_features(weights_path, cut=cut)
+        for m in self.vgg.modules():
+            if isinstance(m, nn.ReLU):
+                m.inplace = False  # an in-place ReLU would overwrite a captured conv output
+        self.vgg.eval().requires_grad_(False)
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+
+    def train(self, mode: bool = True) -> PerceptualLoss:
+        super().train(mode)
+        self.vgg.eval()  # frozen feature extractor: always eval
+        return self
+
+    def features(self, rgb: Tensor) -> dict[str, Tensor]:
+        """VGG16 activations of RGB in [0, 1] ``(B, 3, H, W)`` at the configured layers."""
+        x = (rgb - self.mean) / self.std  # (B, 3, H, W)
+        out = {}
+        for i, layer in enumerate(self.vgg):
+            x = layer(x)  # (B, C_i, H_i, W_i)
+            if i in self._index:
+                out[self._index[i]] = x
+            if len(out) == len(self._index):
+                break
+        return out
+
+    def forward(self, l_n: Tensor, ab_pred: Tensor, ab_true: Tensor) -> Tensor:
+        rgb_pred = lab_norm_to_rgb(l_n, ab_pred)  # (B, 3, H, W), differentiable w.r.t. ab_pred
+        with torch.no_grad():
+            target = self.features(lab_norm_to_rgb(l_n, ab_true))  # name -> (B, C, h, w)
+        pred = self.features(rgb_pred)
+        loss = rgb_pred.new_zeros(())
+        for name, w in zip(self.layers, self.layer_weights):
+            loss = loss + w * self._dist(pred[name], target[name])
+        return loss
+
+    def extra_repr(self) -> str:
+        return f"layers={self.layers}, layer_weights={self.layer_weights}, kind={self.kind!r}"
+
+
+class GANLoss(nn.Module):
+    r"""Adversarial loss on discriminator logits $D(\cdot)$, for D and for G.
+
+    | mode      | discriminator, real $x$ / fake $\hat{x}$                       | generator                          |
+    |-----------|----------------------------------------------------------------|------------------------------------|
+    | `lsgan`   | $(D(x)-1)^2$ / $D(\hat{x})^2$                                   | $(D(\hat{x})-1)^2$                 |
+    | `vanilla` | $-\log\sigma(D(x))$ / $-\log(1-\sigma(D(\hat{x})))$ (BCE with logits) | $-\log\sigma(D(\hat{x}))$     |
+    | `hinge`   | $\max(0, 1-D(x))$ / $\max(0, 1+D(\hat{x}))$                     | $-D(\hat{x})$                      |
+
+    each averaged over the logits (a PatchGAN gives one per patch). ``forward(logits,
+    target_is_real, for_discriminator=True)`` is the pix2pix-style call; for lsgan and
+    vanilla the generator form is the discriminator's "real" form, for hinge it differs,
+    so prefer the explicit ``generator_loss(fake_logits)`` and
+    ``discriminator_loss(real_logits, fake_logits)`` (which halves the sum, as pix2pix).
+    Taught in ``notebooks/05_losses.ipynb`` and ``notebooks/06_gan.ipynb``.
+    """
+
+    MODES = ("lsgan", "vanilla", "hinge")
+
+    def __init__(self, mode: str = "lsgan"):
+        super().__init__()
+        assert mode in self.MODES, f"gan mode must be one of {self.MODES}, got {mode!r}"
+        self.mode = mode
+
+    def forward(self, logits: Tensor, target_is_real: bool, for_discriminator: bool = True) -> Tensor:
+        if self.mode == "lsgan":
+            return F.mse_loss(logits, torch.full_like(logits, 1.0 if target_is_real else 0.0))
+        if self.mode == "vanilla":
+            return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, 1.0 if target_is_real else 0.0))
+        if for_discriminator:  # hinge
+            return F.relu(1.0 - logits).mean() if target_is_real else F.relu(1.0 + logits).mean()
+        assert target_is_real, "the hinge generator loss is defined for target_is_real=True only"
+        return -logits.mean()
+
+    def generator_loss(self, fake_logits: Tensor) -> Tensor:
+        """What G minimises: make D call its output real."""
+        return self(fake_logits, True, for_discriminator=False)
+
+    def discriminator_loss(self, real_logits: Tensor, fake_logits: Tensor) -> Tensor:
+        """What D minimises: 0.5 * (loss on real as real + loss on fake as fake)."""
+        return 0.5 * (self(real_logits, True) + self(fake_logits, False))
+
+    def extra_repr(self) -> str:
+        return f"mode={self.mode!r}"
+
+
+class ColorizationLoss(nn.Module):
+    r"""The generator objective: weighted sum of pixel, perceptual and adversarial terms.
+
+    $$\mathcal{L}_G = \alpha\,\mathcal{L}_{pixel} + \beta\,\mathcal{L}_{perc} + \theta\,\mathcal{L}_{GAN}$$
+
+    ``forward(l_n, ab_pred, ab_true, fake_logits=None)`` returns ``(total, terms)``; ``terms``
+    holds detached scalars for logging: ``pixel``, ``perceptual``, ``gan`` (unweighted),
+    ``pixel_weighted``, ``perceptual_weighted``, ``gan_weighted`` and ``total``. A term is
+    left out when it is off: ``beta == 0`` (no VGG is even loaded: ``self.perceptual is
+    None``), or ``theta == 0`` / no ``fake_logits`` (generator-only training). The
+    discriminator's own loss is ``self.gan.discriminator_loss(real_logits, fake_logits)``.
+    Taught in ``notebooks/05_losses.ipynb``.
+    """
+
+    def __init__(
+        self,
+        alpha: float = 100.0,
+        beta: float = 1.0,
+        theta: float = 0.08,
+        pixel: str = "l1",
+        perceptual_layers: Sequence[str] = ("relu1_2", "relu2_2", "relu3_3"),
+        perceptual_weights: Sequence[float] | None = None,
+        perceptual_kind: str = "l1",
+        gan_mode: str = "lsgan",
+        weights_path: str | None = None,
+    ):
+        super().__init__()
+        assert min(alpha, beta, theta) >= 0, f"loss weights must be >= 0, got alpha={alpha}, beta={beta}, theta={theta}"
+        self.alpha, self.beta, self.theta = float(alpha), float(beta), float(theta)
+        self.pixel = PixelLoss(pixel)
+        self.perceptual = (
+            PerceptualLoss(perceptual_layers, perceptual_weights, perceptual_kind, weights_path) if beta > 0 else None
+        )
+        self.gan = GANLoss(gan_mode)
+
+    def forward(self, l_n: Tensor, ab_pred: Tensor, ab_true: Tensor, fake_logits: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:
+        raw = {"pixel": self.pixel(ab_pred, ab_true)}
+        weights = {"pixel": self.alpha}
+        if self.perceptual is not None:
+            raw["perceptual"] = self.perceptual(l_n, ab_pred, ab_true)
+            weights["perceptual"] = self.beta
+        if fake_logits is not None and self.theta > 0:
+            raw["gan"] = self.gan.generator_loss(fake_logits)
+            weights["gan"] = self.theta
+        total = sum(weights[k] * v for k, v in raw.items())
+        terms = {k: v.detach() for k, v in raw.items()}
+        terms.update({f"{k}_weighted": (weights[k] * v).detach() for k, v in raw.items()})
+        terms["total"] = total.detach()
+        return total, terms
+
+    def extra_repr(self) -> str:
+        return f"alpha={self.alpha}, beta={self.beta}, theta={self.theta}"

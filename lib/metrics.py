@@ -1,0 +1,497 @@
+"""Evaluation metrics for colorization, the evaluation loop, and the two baselines.
+
+Taught in ``notebooks/07_evaluation.ipynb``. Definitions (DESIGN.md section 2):
+
+* ``psnr_rgb`` / ``ssim_rgb``: on RGB in [0, 1] rebuilt from the *true* L and the
+  *predicted* ab, data range 1 (what the reference table reports, at 128x128);
+* ``psnr_lab`` / ``ssim_lab``: on Lab with channels scaled to [0, 1] as L/100, (ab+128)/255;
+* SSIM: 11x11 Gaussian window, sigma 1.5, K1 0.01, K2 0.03, population covariances, mean
+  over the map without the 5-pixel border, i.e. exactly
+  ``skimage.metrics.structural_similarity(gaussian_weights=True, sigma=1.5,
+  use_sample_covariance=False, data_range=1, channel_axis=...)``;
+* every metric is computed per image, then averaged over the split. ``psnr_rgb_pooled64``
+  instead pools the squared error over consecutive groups of 64 images before the log
+  (torchmetrics' default, as the reference table was measured; reads 1-1.5 dB lower);
+* colorfulness (Hasler & Suesstrunk 2003) on RGB in [0, 255], ``delta_cf`` = |CF(pred) - CF(true)|;
+* FID: TF-FID Inception-v3 pool3 features at 299x299, statistics over the whole split
+  accumulated in float64 (biased upward on a few hundred images: always state the count);
+* LPIPS: AlexNet backbone with the ``lpips`` package's v0.1 linear layers.
+
+All functions take batched tensors on any device and return per-image ``(B,)`` tensors
+unless they say otherwise.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+import warnings
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from lib.color import denormalize_ab, denormalize_l, lab_norm_to_rgb
+
+__all__ = [
+    "lab_to_unit",
+    "psnr",
+    "ssim",
+    "psnr_rgb",
+    "ssim_rgb",
+    "psnr_lab",
+    "ssim_lab",
+    "pooled_psnr",
+    "psnr_rgb_pooled64",
+    "colorfulness",
+    "delta_cf",
+    "frechet_distance",
+    "FID",
+    "LPIPS",
+    "MetricSuite",
+    "grey_predictor",
+    "mean_face_ab",
+    "mean_face_predictor",
+]
+
+SSIM_SIGMA = 1.5  # Gaussian window of SSIM (Wang et al. 2004; skimage gaussian_weights=True)
+SSIM_TRUNCATE = 3.5  # skimage's truncation: radius = int(3.5 * 1.5 + 0.5) = 5 -> 11x11 window
+SSIM_K1, SSIM_K2 = 0.01, 0.03
+PSNR_MAX_DB = 120.0  # identical images give mse = 0; their PSNR is capped here instead of inf
+FID_SIZE = 299  # Inception input size
+
+
+def _check_pair(pred: Tensor, target: Tensor) -> None:
+    assert pred.shape == target.shape, f"pred {tuple(pred.shape)} and target {tuple(target.shape)} must have the same shape"
+    assert pred.dim() == 4, f"expected batched images (B, C, H, W), got {tuple(pred.shape)}"
+
+
+def _precise(x: Tensor) -> Tensor:
+    """float64 where the device has it (CPU, CUDA), float32 on MPS."""
+    return x.to(torch.float32 if x.device.type == "mps" else torch.float64)
+
+
+# --- PSNR / SSIM --------------------------------------------------------------------------
+def lab_to_unit(lab: Tensor) -> Tensor:
+    """Lab ``(B, 3, H, W)`` -> channels scaled to [0, 1]: L/100, (a+128)/255, (b+128)/255."""
+    return torch.cat((lab[:, :1] / 100.0, (lab[:, 1:] + 128.0) / 255.0), dim=1)  # (B, 3, H, W)
+
+
+def psnr(pred: Tensor, target: Tensor, data_range: float = 1.0) -> Tensor:
+    """Per-image PSNR in dB, ``10 log10(data_range^2 / MSE)``, MSE over (C, H, W): ``(B,)``.
+
+    Matches ``skimage.metrics.peak_signal_noise_ratio`` (capped at ``PSNR_MAX_DB`` for
+    identical images). Taught in ``notebooks/07_evaluation.ipynb``.
+    """
+    _check_pair(pred, target)
+    mse = (_precise(pred) - _precise(target)).pow(2).mean(dim=(1, 2, 3))  # (B,)
+    return (10.0 * torch.log10(data_range**2 / mse)).clamp(max=PSNR_MAX_DB).float()
+
+
+def _gaussian_window(sigma: float, truncate: float, device, dtype) -> Tensor:
+    radius = int(truncate * sigma + 0.5)  # as scipy.ndimage / skimage
+    x = torch.arange(-radius, radius + 1, device=device, dtype=dtype)
+    w = torch.exp(-0.5 * (x / sigma) ** 2)
+    return w / w.sum()  # (2r+1,)
+
+
+def ssim(pred: Tensor, target: Tensor, data_range: float = 1.0, dtype: torch.dtype = torch.float32) -> Tensor:
+    """Per-image SSIM ``(B,)``: mean over channels of the mean SSIM map.
+
+    Gaussian window 11x11 (sigma 1.5), K1 = 0.01, K2 = 0.03, population (co)variances.
+    The map is computed only where the window fits inside the image, which is exactly the
+    region skimage keeps after cropping (win_size - 1) // 2 = 5 pixels from each border.
+    float32 (the default, twice as fast as float64 on CPU) stays within 1e-5 of skimage's
+    float64 result on images in [0, 1]. Taught in ``notebooks/07_evaluation.ipynb``.
+    """
+    _check_pair(pred, target)
+    b, c, h, w = pred.shape
+    x, y = pred.to(dtype), target.to(dtype)
+    win = _gaussian_window(SSIM_SIGMA, SSIM_TRUNCATE, x.device, x.dtype)  # (11,)
+    k = win.numel()
+    assert h >= k and w >= k, f"SSIM needs images of at least {k}x{k}, got {h}x{w}"
+    stack = torch.stack((x, y, x * x, y * y, x * y), dim=2).reshape(b * c * 5, 1, h, w)  # (B*C*5, 1, H, W)
+    blur = F.conv2d(stack, win.view(1, 1, 1, k))  # (B*C*5, 1, H, W-10), separable Gaussian, valid
+    blur = F.conv2d(blur, win.view(1, 1, k, 1))  # (B*C*5, 1, H-10, W-10)
+    ux, uy, uxx, uyy, uxy = blur.view(b, c, 5, h - k + 1, w - k + 1).unbind(2)  # 5 x (B, C, h', w')
+    vx, vy, vxy = uxx - ux * ux, uyy - uy * uy, uxy - ux * uy
+    c1, c2 = (SSIM_K1 * data_range) ** 2, (SSIM_K2 * data_range) ** 2
+    s = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))  # (B, C, h', w')
+    return s.mean(dim=(1, 2, 3)).float()  # equal-size channels: mean of channel means
+
+
+def psnr_rgb(pred_rgb: Tensor, true_rgb: Tensor) -> Tensor:
+    """PSNR on RGB in [0, 1] (rebuilt from true L and predicted ab), data range 1: ``(B,)``."""
+    return psnr(pred_rgb, true_rgb, 1.0)
+
+
+def ssim_rgb(pred_rgb: Tensor, true_rgb: Tensor) -> Tensor:
+    """SSIM on RGB in [0, 1], data range 1: ``(B,)``."""
+    return ssim(pred_rgb, true_rgb, 1.0)
+
+
+def psnr_lab(pred_lab: Tensor, true_lab: Tensor) -> Tensor:
+    """PSNR on Lab (natural units) scaled to [0, 1] by ``lab_to_unit``, data range 1: ``(B,)``."""
+    return psnr(lab_to_unit(pred_lab), lab_to_unit(true_lab), 1.0)
+
+
+def ssim_lab(pred_lab: Tensor, true_lab: Tensor) -> Tensor:
+    """SSIM on Lab (natural units) scaled to [0, 1] by ``lab_to_unit``, data range 1: ``(B,)``."""
+    return ssim(lab_to_unit(pred_lab), lab_to_unit(true_lab), 1.0)
+
+
+def pooled_psnr(mse: Tensor, group: int = 64, data_range: float = 1.0) -> Tensor:
+    """Mean over consecutive groups of ``group`` images of the PSNR of the group's pooled MSE.
+
+    ``mse``: per-image MSE ``(N,)`` in dataset order (equal-size images, so a group's pooled
+    MSE is the mean of its images' MSE); the last group may be smaller, like the last batch
+    of a loader. This is what torchmetrics' PSNR with its defaults returns per batch of 64.
+    """
+    assert mse.dim() == 1 and mse.numel() > 0, f"expected per-image MSE (N,), got {tuple(mse.shape)}"
+    groups = torch.split(mse.double(), group)
+    values = torch.stack([10.0 * torch.log10(data_range**2 / g.mean()) for g in groups])  # (n_groups,)
+    return values.clamp(max=PSNR_MAX_DB).mean().float()
+
+
+def psnr_rgb_pooled64(pred_rgb: Tensor, true_rgb: Tensor, group: int = 64) -> Tensor:
+    """``pooled_psnr`` of RGB in [0, 1] over consecutive groups of 64 images: a scalar.
+
+    How the reference table was measured; compare it only with its own kind (DESIGN.md 2).
+    """
+    _check_pair(pred_rgb, true_rgb)
+    mse = (_precise(pred_rgb) - _precise(true_rgb)).pow(2).mean(dim=(1, 2, 3))  # (N,)
+    return pooled_psnr(mse, group)
+
+
+# --- colorfulness ---------------------------------------------------------------------------
+def colorfulness(rgb: Tensor) -> Tensor:
+    r"""Hasler & Suesstrunk (2003) colorfulness of RGB in [0, 1] (scaled to [0, 255]): ``(B,)``.
+
+    $rg = R - G$, $yb = (R + G)/2 - B$,
+    $CF = \sqrt{\sigma_{rg}^2 + \sigma_{yb}^2} + 0.3\sqrt{\mu_{rg}^2 + \mu_{yb}^2}$
+    (population standard deviations over the pixels). Grey images score 0.
+    Taught in ``notebooks/07_evaluation.ipynb``.
+    """
+    assert rgb.dim() == 4 and rgb.shape[1] == 3, f"expected (B, 3, H, W), got {tuple(rgb.shape)}"
+    r, g, b = (_precise(rgb) * 255.0).unbind(1)  # 3 x (B, H, W)
+    rg = (r - g).flatten(1)  # (B, H*W)
+    yb = (0.5 * (r + g) - b).flatten(1)  # (B, H*W)
+    std = torch.sqrt(rg.var(dim=1, unbiased=False) + yb.var(dim=1, unbiased=False))
+    mean = torch.sqrt(rg.mean(dim=1) ** 2 + yb.mean(dim=1) ** 2)
+    return (std + 0.3 * mean).float()
+
+
+def delta_cf(pred_rgb: Tensor, true_rgb: Tensor) -> Tensor:
+    """|CF(pred) - CF(true)| per image ``(B,)``; its mean over a split is dCF."""
+    _check_pair(pred_rgb, true_rgb)
+    return (colorfulness(pred_rgb) - colorfulness(true_rgb)).abs()
+
+
+# --- FID ---------------------------------------------------------------------------------------
+def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
+    r"""Frechet distance of two Gaussians, the core of FID:
+
+    $$d^2 = \lVert \mu_1 - \mu_2 \rVert^2 + \mathrm{Tr}\big(\Sigma_1 + \Sigma_2 - 2(\Sigma_1\Sigma_2)^{1/2}\big)$$
+
+    The trace of the matrix square root is taken from eigenvalues of a symmetric matrix:
+    with $\Sigma_1 = R R^\top$ ($R = V\Lambda^{1/2}$ from the eigendecomposition, keeping
+    the eigenvalues above $10^{-12}\lambda_{max}$), $\Sigma_1\Sigma_2$ has the same non-zero
+    eigenvalues as the PSD matrix $R^\top \Sigma_2 R$, so
+    $\mathrm{Tr}(\Sigma_1\Sigma_2)^{1/2} = \sum_i \sqrt{\lambda_i(R^\top\Sigma_2 R)}$.
+    Stable for rank-deficient covariances (fewer images than the 2048 feature dimensions:
+    then $R$ is thin and the small matrix is cheap), and faster than ``scipy.linalg.sqrtm``.
+    Taught in ``notebooks/07_evaluation.ipynb``.
+    """
+    mu1, mu2 = np.asarray(mu1, np.float64), np.asarray(mu2, np.float64)
+    sigma1, sigma2 = np.asarray(sigma1, np.float64), np.asarray(sigma2, np.float64)
+    assert mu1.shape == mu2.shape and sigma1.shape == sigma2.shape == (mu1.size, mu1.size), "mean/covariance shapes disagree"
+    w, v = np.linalg.eigh(sigma1)
+    keep = w > max(w.max(), 0.0) * 1e-12
+    r = v[:, keep] * np.sqrt(w[keep])  # (D, k): sigma1 = r r^T
+    m = r.T @ sigma2 @ r  # (k, k), symmetric PSD
+    tr_covmean = np.sqrt(np.clip(np.linalg.eigvalsh(0.5 * (m + m.T)), 0.0, None)).sum() if keep.any() else 0.0
+    diff = mu1 - mu2
+    return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * tr_covmean)
+
+
+class _Moments:
+    """Running sum and sum of outer products of feature vectors, in float64 (CPU)."""
+
+    def __init__(self):
+        self.n = 0
+        self.s1: Tensor | None = None
+        self.s2: Tensor | None = None
+
+    def add(self, feats: Tensor) -> None:
+        f = feats.detach().to("cpu", torch.float64)  # (B, D)
+        if self.s1 is None:
+            self.s1 = torch.zeros(f.shape[1], dtype=torch.float64)
+            self.s2 = torch.zeros(f.shape[1], f.shape[1], dtype=torch.float64)
+        self.n += f.shape[0]
+        self.s1 += f.sum(0)
+        self.s2 += f.T @ f
+
+    def mean_cov(self) -> tuple[np.ndarray, np.ndarray]:
+        assert self.n >= 2, f"FID needs at least 2 images per side, got {self.n}"
+        mu = self.s1 / self.n
+        cov = (self.s2 - self.n * torch.outer(mu, mu)) / (self.n - 1)
+        return mu.numpy(), cov.numpy()
+
+
+class FID:
+    """Streaming Frechet Inception Distance between real and generated (colorized) images.
+
+    ``update(rgb_real=..., rgb_fake=...)`` with RGB in [0, 1] ``(B, 3, H, W)`` (either or
+    both), ``compute()`` after the whole split; ``reset()`` starts over. Images are resized
+    to 299x299 (bilinear) and scaled as the TF-FID Inception expects, ``(x*255 - 128)/128``.
+    ``model`` replaces the Inception (any ``(B, 3, s, s) -> (B, D)`` module; ``image_size``
+    then sets ``s``, None keeps the input size). Taught in ``notebooks/07_evaluation.ipynb``.
+    """
+
+    def __init__(self, device: str | torch.device | None = None, model: nn.Module | None = None, image_size: int | None = FID_SIZE):
+        from lib.pretrained import fid_inception
+
+        self.device = torch.device(device) if device is not None else torch.device("cpu")
+        self.model = (model if model is not None else fid_inception()).to(self.device).eval()
+        self.image_size = image_size
+        self.reset()
+
+    def reset(self) -> None:
+        self.real, self.fake = _Moments(), _Moments()
+
+    @torch.no_grad()
+    def features(self, rgb: Tensor) -> Tensor:
+        """Features ``(B, D)`` of RGB in [0, 1] ``(B, 3, H, W)``."""
+        x = rgb.to(self.device, torch.float32).clamp(0, 1)  # (B, 3, H, W)
+        if self.image_size is not None and tuple(x.shape[-2:]) != (self.image_size, self.image_size):
+            x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False)  # (B, 3, 299, 299)
+        x = (x * 255.0 - 128.0) / 128.0  # the TF Inception's input range [-1, 127/128]
+        # TorchScript's profiling executor re-specialises for every new batch shape and ran
+        # several times slower on CPU here; the plain interpreter is as fast as eager mode
+        with torch.jit.optimized_execution(False):
+            return self.model(x).flatten(1)  # (B, D)
+
+    def update(self, rgb_real: Tensor | None = None, rgb_fake: Tensor | None = None) -> None:
+        if rgb_real is not None:
+            self.real.add(self.features(rgb_real))
+        if rgb_fake is not None:
+            self.fake.add(self.features(rgb_fake))
+
+    def compute(self) -> float:
+        mu1, s1 = self.real.mean_cov()
+        mu2, s2 = self.fake.mean_cov()
+        return frechet_distance(mu1, s1, mu2, s2)
+
+
+# --- LPIPS ---------------------------------------------------------------------------------------
+class LPIPS(nn.Module):
+    """LPIPS distance (AlexNet, v0.1 linear layers) between RGB images in [0, 1]: ``(B,)``.
+
+    The ``lpips`` package provides the network and its learned linear layers; the AlexNet
+    backbone is built with random weights (``pnet_rand=True``) and then loaded with the
+    offline ImageNet weights from ``lib.pretrained.alexnet_features``. Frozen, always in eval
+    mode. Taught in ``notebooks/07_evaluation.ipynb``.
+    """
+
+    def __init__(self, weights_path: str | None = None):
+        super().__init__()
+        import lpips
+
+        from lib.pretrained import alexnet_features
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # torchvision's "pretrained is deprecated"
+            net = lpips.LPIPS(net="alex", pnet_rand=True, verbose=False)
+        backbone = alexnet_features(weights_path).state_dict()  # keys "N.weight", torchvision indices
+        # lpips splits features into slices that keep torchvision's indices: "slice2.3.weight"
+        state = {k: backbone[k.split(".", 1)[1]] for k in net.net.state_dict()}
+        net.net.load_state_dict(state, strict=True)
+        self.net = net.eval().requires_grad_(False)
+
+    def train(self, mode: bool = True) -> LPIPS:
+        super().train(mode)
+        self.net.eval()
+        return self
+
+    def forward(self, pred_rgb: Tensor, true_rgb: Tensor) -> Tensor:
+        _check_pair(pred_rgb, true_rgb)
+        return self.net(pred_rgb, true_rgb, normalize=True).flatten()  # (B,), inputs mapped to [-1, 1]
+
+
+# --- the evaluation loop ---------------------------------------------------------------------------
+def _infer_device(predict_fn) -> torch.device:
+    if isinstance(predict_fn, nn.Module):
+        for p in predict_fn.parameters():
+            return p.device
+    return torch.device("cpu")
+
+
+class MetricSuite:
+    """Evaluate a predictor ``l_n (B,1,H,W) -> ab_n (B,2,H,W)`` on a loader of ``(l_n, ab_n)``.
+
+    ``evaluate`` returns a dict of floats: ``n_images``; the per-image means ``psnr_rgb``,
+    ``ssim_rgb``, ``psnr_lab``, ``ssim_lab``, ``colorfulness_pred``, ``colorfulness_true``,
+    ``delta_cf`` (and ``lpips`` when on); ``psnr_rgb_pooled64`` (pooled over consecutive
+    groups of 64 images in loader order, whatever the batch size); ``fid`` over the whole
+    split when on; ``seconds``. Per-image values of the last run stay in ``last_per_image``.
+    ``device`` None: the predictor's device (its parameters'), else CPU. A module predictor is
+    evaluated in eval mode and put back in its previous mode. Taught in
+    ``notebooks/07_evaluation.ipynb``.
+    """
+
+    def __init__(
+        self,
+        fid: bool = False,
+        lpips: bool = False,
+        device: str | torch.device | None = None,
+        pooled_group: int = 64,
+        progress: bool = True,
+    ):
+        self.use_fid = fid  # compute FID over the whole split (Inception at 299x299: slow on CPU)
+        self.use_lpips = lpips  # compute LPIPS (AlexNet) per image
+        self.device = torch.device(device) if device is not None else None
+        self.pooled_group = pooled_group  # images per group for psnr_rgb_pooled64
+        self.progress = progress  # show a tqdm bar
+        self._fid: FID | None = None
+        self._lpips: LPIPS | None = None
+        self.last_per_image: dict[str, Tensor] = {}
+
+    @torch.no_grad()
+    def evaluate(self, predict_fn: Callable[[Tensor], Tensor], loader: Iterable, max_batches: int | None = None, desc: str = "evaluate") -> dict:
+        from tqdm.auto import tqdm
+
+        device = self.device or _infer_device(predict_fn)
+        if self.use_fid:
+            if self._fid is None:
+                self._fid = FID(device)
+            self._fid.reset()
+        if self.use_lpips and self._lpips is None:
+            self._lpips = LPIPS().to(device)
+        was_training = isinstance(predict_fn, nn.Module) and predict_fn.training
+        if isinstance(predict_fn, nn.Module):
+            predict_fn.eval()
+
+        per: dict[str, list[Tensor]] = {k: [] for k in ("psnr_rgb", "ssim_rgb", "psnr_lab", "ssim_lab", "mse_rgb", "colorfulness_pred", "colorfulness_true")}
+        if self.use_lpips:
+            per["lpips"] = []
+        total = len(loader) if hasattr(loader, "__len__") else None
+        if max_batches is not None:
+            total = max_batches if total is None else min(total, max_batches)
+        start = time.perf_counter()
+        try:
+            for i, (l_n, ab_true) in enumerate(tqdm(loader, total=total, desc=desc, disable=not self.progress)):
+                if max_batches is not None and i >= max_batches:
+                    break
+                l_n, ab_true = l_n.to(device), ab_true.to(device)  # (B, 1, H, W), (B, 2, H, W)
+                ab_pred = predict_fn(l_n).to(device, ab_true.dtype)  # (B, 2, H, W)
+                assert ab_pred.shape == ab_true.shape, f"predictor returned {tuple(ab_pred.shape)}, expected {tuple(ab_true.shape)}"
+                rgb_true = lab_norm_to_rgb(l_n, ab_true)  # (B, 3, H, W) in [0, 1]
+                rgb_pred = lab_norm_to_rgb(l_n, ab_pred)  # (B, 3, H, W): true L + predicted ab
+                L = denormalize_l(l_n)  # (B, 1, H, W)
+                lab_true = torch.cat((L, denormalize_ab(ab_true)), dim=1)  # (B, 3, H, W)
+                lab_pred = torch.cat((L, denormalize_ab(ab_pred)), dim=1)  # (B, 3, H, W)
+                per["psnr_rgb"].append(psnr_rgb(rgb_pred, rgb_true))
+                per["ssim_rgb"].append(ssim_rgb(rgb_pred, rgb_true))
+                per["psnr_lab"].append(psnr_lab(lab_pred, lab_true))
+                per["ssim_lab"].append(ssim_lab(lab_pred, lab_true))
+                per["mse_rgb"].append((_precise(rgb_pred) - _precise(rgb_true)).pow(2).mean(dim=(1, 2, 3)))
+                per["colorfulness_pred"].append(colorfulness(rgb_pred))
+                per["colorfulness_true"].append(colorfulness(rgb_true))
+                if self.use_lpips:
+                    per["lpips"].append(self._lpips(rgb_pred, rgb_true))
+                if self.use_fid:
+                    self._fid.update(rgb_real=rgb_true, rgb_fake=rgb_pred)
+        finally:
+            if was_training:
+                predict_fn.train()
+
+        assert per["psnr_rgb"], "the loader gave no batches"
+        cat = {k: torch.cat(v).double().cpu() for k, v in per.items()}  # name -> (N,)
+        self.last_per_image = {k: v.float() for k, v in cat.items()}
+        out = {"n_images": int(cat["psnr_rgb"].numel())}
+        for k in ("psnr_rgb", "ssim_rgb", "psnr_lab", "ssim_lab"):
+            out[k] = float(cat[k].mean())
+        out["psnr_rgb_pooled64"] = float(pooled_psnr(cat["mse_rgb"], self.pooled_group))
+        out["colorfulness_pred"] = float(cat["colorfulness_pred"].mean())
+        out["colorfulness_true"] = float(cat["colorfulness_true"].mean())
+        out["delta_cf"] = float((cat["colorfulness_pred"] - cat["colorfulness_true"]).abs().mean())
+        if self.use_lpips:
+            out["lpips"] = float(cat["lpips"].mean())
+        if self.use_fid:
+            out["fid"] = self._fid.compute()
+        out["seconds"] = time.perf_counter() - start
+        return out
+
+
+# --- baselines ---------------------------------------------------------------------------------------
+def grey_predictor() -> Callable[[Tensor], Tensor]:
+    """The grey baseline: ab = 0 everywhere (the L channel alone). Taught in ``07_evaluation``."""
+
+    def predict(l_n: Tensor) -> Tensor:
+        return l_n.new_zeros(l_n.shape[0], 2, *l_n.shape[-2:])  # (B, 2, H, W)
+
+    return predict
+
+
+def _cache_root() -> Path:
+    env = os.environ.get("FACECOLOR_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "facecolor"
+
+
+def _dataset_key(dataset) -> str:
+    """A stable key for a dataset's identity: class, length, settings and (when it has files) file list."""
+    desc = {"class": type(dataset).__name__, "len": len(dataset)}
+    for attr in ("root", "split", "image_size", "fractions", "max_images", "num_images", "seed"):
+        if hasattr(dataset, attr):
+            desc[attr] = str(getattr(dataset, attr))
+    if hasattr(dataset, "files"):
+        desc["files"] = hashlib.sha256("\n".join(str(f) for f in dataset.files).encode()).hexdigest()
+    return hashlib.sha256(json.dumps(desc, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def mean_face_ab(dataset, batch_size: int = 64, num_workers: int = 0, cache_dir: str | os.PathLike | None = None, progress: bool = True) -> Tensor:
+    """Per-pixel mean normalised ab ``(2, H, W)`` over a (train) dataset: the "mean face".
+
+    CelebA-HQ faces are aligned, so the average face colour map is a strong baseline.
+    Computed once and cached (``$FACECOLOR_CACHE`` or ``~/.cache/facecolor``, ``mean_face/``),
+    keyed by the dataset's identity and size. Build the dataset without random flips
+    (``flip=False``) so the mean is deterministic. Taught in ``notebooks/07_evaluation.ipynb``.
+    """
+    from torch.utils.data import DataLoader
+    from tqdm.auto import tqdm
+
+    if getattr(dataset, "flip", False):
+        raise ValueError("mean_face_ab needs a deterministic dataset: build it with flip=False")
+    path = Path(cache_dir) if cache_dir is not None else _cache_root() / "mean_face"
+    path = path / f"{type(dataset).__name__}-{_dataset_key(dataset)}.pt"
+    if path.is_file():
+        return torch.load(path, map_location="cpu", weights_only=True)
+    total, n = None, 0
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    for _, ab_n in tqdm(loader, desc="mean face", disable=not progress):
+        s = ab_n.double().sum(0)  # (2, H, W)
+        total = s if total is None else total + s
+        n += ab_n.shape[0]
+    assert n > 0, "mean_face_ab got an empty dataset"
+    mean = (total / n).float()  # (2, H, W)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(mean, tmp)
+    os.replace(tmp, path)
+    return mean
+
+
+def mean_face_predictor(mean_ab: Tensor) -> Callable[[Tensor], Tensor]:
+    """The mean-face baseline: predicts ``mean_ab`` ``(2, H, W)`` for every image."""
+    assert mean_ab.dim() == 3 and mean_ab.shape[0] == 2, f"mean_ab must be (2, H, W), got {tuple(mean_ab.shape)}"
+
+    def predict(l_n: Tensor) -> Tensor:
+        assert l_n.shape[-2:] == mean_ab.shape[-2:], f"image size {tuple(l_n.shape[-2:])} != mean face {tuple(mean_ab.shape[-2:])}"
+        return mean_ab.to(l_n).expand(l_n.shape[0], -1, -1, -1)  # (B, 2, H, W)
+
+    return predict
