@@ -23,11 +23,13 @@ unless they say otherwise.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
 import time
 import warnings
+import weakref
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -340,7 +342,10 @@ class MetricSuite:
     groups of 64 images in loader order, whatever the batch size); ``fid`` over the whole
     split when on; ``seconds``. Per-image values of the last run stay in ``last_per_image``.
     ``device`` None: the predictor's device (its parameters'), else CPU. A module predictor is
-    evaluated in eval mode and put back in its previous mode. Taught in
+    evaluated in eval mode and put back in its previous mode. With FID on, the real images'
+    Inception statistics of a full pass over a loader's dataset are kept (per dataset
+    object, while it lives) and reused by the next evaluation on it: a model and its two
+    baselines, or one model epoch after epoch, pay for the real images once. Taught in
     ``notebooks/07_evaluation.ipynb``.
     """
 
@@ -359,6 +364,7 @@ class MetricSuite:
         self.progress = progress  # show a tqdm bar
         self._fid: FID | None = None
         self._lpips: LPIPS | None = None
+        self._real_stats: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # dataset -> (key, _Moments)
         self.last_per_image: dict[str, Tensor] = {}
 
     @torch.no_grad()
@@ -366,10 +372,16 @@ class MetricSuite:
         from tqdm.auto import tqdm
 
         device = self.device or _infer_device(predict_fn)
+        real_key, cached = None, None
         if self.use_fid:
             if self._fid is None:
                 self._fid = FID(device)
             self._fid.reset()
+            real_key = self._real_stats_key(loader, max_batches)
+            entry = self._real_stats.get(loader.dataset) if real_key is not None else None
+            if entry is not None and entry[0] == real_key:
+                cached = entry[1]
+                self._fid.real = copy.deepcopy(cached)
         if self.use_lpips and self._lpips is None:
             self._lpips = LPIPS().to(device)
         was_training = isinstance(predict_fn, nn.Module) and predict_fn.training
@@ -405,7 +417,7 @@ class MetricSuite:
                 if self.use_lpips:
                     per["lpips"].append(self._lpips(rgb_pred, rgb_true))
                 if self.use_fid:
-                    self._fid.update(rgb_real=rgb_true, rgb_fake=rgb_pred)
+                    self._fid.update(rgb_real=None if cached is not None else rgb_true, rgb_fake=rgb_pred)
         finally:
             if was_training:
                 predict_fn.train()
@@ -423,9 +435,26 @@ class MetricSuite:
         if self.use_lpips:
             out["lpips"] = float(cat["lpips"].mean())
         if self.use_fid:
+            assert self._fid.real.n == self._fid.fake.n, f"FID saw {self._fid.real.n} real and {self._fid.fake.n} generated images"
             out["fid"] = self._fid.compute()
+            if real_key is not None and cached is None:
+                self._real_stats[loader.dataset] = (real_key, copy.deepcopy(self._fid.real))
         out["seconds"] = time.perf_counter() - start
         return out
+
+
+    @staticmethod
+    def _real_stats_key(loader, max_batches: int | None):
+        """What identifies the real images of a full pass, or None when they may change."""
+        ds = getattr(loader, "dataset", None)
+        if ds is None or max_batches is not None or getattr(ds, "flip", False):
+            return None  # a partial pass, or random flips: nothing to reuse
+        try:
+            weakref.ref(ds), hash(ds)
+        except TypeError:  # not weak-referenceable or not hashable: no cache
+            return None
+        sampler = getattr(loader, "sampler", None)
+        return (_dataset_key(ds), type(sampler).__name__, len(sampler) if hasattr(sampler, "__len__") else None)
 
 
 # --- baselines ---------------------------------------------------------------------------------------

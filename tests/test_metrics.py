@@ -158,9 +158,9 @@ def test_frechet_distance_matches_scipy_on_gaussian_features():
 class _ToyFeatures(nn.Module):
     """A fixed random projection standing in for the Inception in fast tests."""
 
-    def __init__(self, dim: int = 16):
+    def __init__(self, dim: int = 16, size: int = 8):
         super().__init__()
-        self.proj = nn.Linear(3 * 8 * 8, dim)
+        self.proj = nn.Linear(3 * size * size, dim)
         torch.nn.init.normal_(self.proj.weight, generator=torch.Generator().manual_seed(0))
 
     def forward(self, x):
@@ -264,6 +264,29 @@ def test_suite_with_fid_and_lpips(astronaut):
     true = _resize(torch.cat([astronaut[..., :256, :256], astronaut[..., 256:, 256:]]), 64).float()
     out = M.MetricSuite(fid=True, lpips=True, progress=False).evaluate(M.grey_predictor(), _loader(true, batch_size=1))
     assert out["n_images"] == 2 and out["fid"] > 0 and 0 < out["lpips"] < 1
+
+
+def test_suite_reuses_the_real_fid_statistics_of_a_full_pass():
+    gen = torch.Generator().manual_seed(6)
+    true = torch.rand(12, 3, 16, 16, generator=gen)
+    loader = _loader(true, batch_size=5)
+    suite = M.MetricSuite(fid=True, progress=False)
+    suite._fid = M.FID(model=_ToyFeatures(size=16), image_size=None)  # a fast stand-in for the Inception
+    calls = []
+    features = suite._fid.features
+    suite._fid.features = lambda rgb: calls.append(rgb.shape[0]) or features(rgb)
+    first = suite.evaluate(M.grey_predictor(), loader)["fid"]
+    assert calls == [5, 5, 5, 5, 2, 2]  # real and generated images of each batch
+    calls.clear()
+    assert suite.evaluate(M.grey_predictor(), loader)["fid"] == pytest.approx(first, rel=1e-9)
+    assert calls == [5, 5, 2]  # only the generated images: the real statistics were kept
+    calls.clear()
+    suite.evaluate(M.grey_predictor(), loader, max_batches=2)  # a partial pass neither uses nor stores them
+    assert calls == [5, 5, 5, 5]
+    calls.clear()
+    other = _loader(true.flip(-1), batch_size=5)
+    suite.evaluate(M.grey_predictor(), other)  # another dataset: its own real statistics
+    assert calls == [5, 5, 5, 5, 2, 2]
 
 
 class _Faces(torch.utils.data.Dataset):
