@@ -658,8 +658,8 @@ def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu"):
 
     ckpt = load_checkpoint(path)
     model = UNet(UNetConfig.from_dict(ckpt["model_config"]))
-    load_state_checked(model, ckpt["model"], what="generator",
-                       saved_config=ckpt["model_config"], current_config=model.config.to_dict())
+    load_state_checked(model, ckpt["model"], what="generator", saved_config={"model": ckpt["model_config"]},
+                       current_config={"model": _plain(model.config.to_dict())})
     return model.to(device).eval(), ckpt
 
 
@@ -710,6 +710,9 @@ def build_datasets(cfg: TrainConfig, splits=("train", "val", "test")) -> dict:
             f"option 'dataset' is 'folder' but no face folder was found (data_root={cfg.data_root!r}, "
             "$CELEBAHQ_DIR, data/celeba_hq/); set data_root or use dataset=toy"
         )
+    if root is None and cfg.dataset == "auto":
+        print("[data] no face folder (data_root, $CELEBAHQ_DIR or data/celeba_hq/): using ToyFaces, generated "
+              "stand-in faces; numbers on them say nothing about real faces (see data/README.md)")
     out = {}
     for split in splits:
         if root is None:
@@ -1018,8 +1021,10 @@ class Trainer:
         ``lr_schedule=cosine`` the schedule follows the *current* ``epochs``, so raising
         ``epochs`` on resume stretches the remaining schedule.
         """
-        saved_cfg, cur_cfg = ckpt.get("train_config", {}), self.cfg.to_dict()
-        load_state_checked(self.G, ckpt["model"], what="generator", saved_config=saved_cfg, current_config=cur_cfg)
+        saved_cfg = ckpt.get("train_config", {})
+        load_state_checked(self.G, ckpt["model"], what="generator",
+                           saved_config={"model": ckpt.get("model_config", {})},
+                           current_config={"model": _plain(self.G.config.to_dict())})
         if (self.D is None) != (ckpt.get("discriminator") is None):
             raise CheckpointMismatchError(
                 f"the checkpoint {'has' if ckpt.get('discriminator') is not None else 'has no'} discriminator but "
@@ -1027,7 +1032,8 @@ class Trainer:
                 f"{saved_cfg.get('theta')!r} in the checkpoint vs {self.cfg.theta!r} now)")
         if self.D is not None:
             load_state_checked(self.D, ckpt["discriminator"], what="discriminator",
-                               saved_config=saved_cfg, current_config=cur_cfg)
+                               saved_config={"discriminator": ckpt.get("disc_config") or {}},
+                               current_config={"discriminator": _plain(self.D.config.to_dict())})
             self.opt_D.load_state_dict(ckpt["opt_D"])
             self.sched_D.load_state_dict(ckpt["sched_D"])
         self.opt_G.load_state_dict(ckpt["opt_G"])
