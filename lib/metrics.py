@@ -376,14 +376,17 @@ class MetricSuite:
         if self.use_fid:
             if self._fid is None:
                 self._fid = FID(device)
+            elif self._fid.device != device:
+                self._fid.model.to(device)
+                self._fid.device = device
             self._fid.reset()
             real_key = self._real_stats_key(loader, max_batches)
             entry = self._real_stats.get(loader.dataset) if real_key is not None else None
             if entry is not None and entry[0] == real_key:
                 cached = entry[1]
                 self._fid.real = copy.deepcopy(cached)
-        if self.use_lpips and self._lpips is None:
-            self._lpips = LPIPS().to(device)
+        if self.use_lpips:
+            self._lpips = (self._lpips if self._lpips is not None else LPIPS()).to(device)
         was_training = isinstance(predict_fn, nn.Module) and predict_fn.training
         if isinstance(predict_fn, nn.Module):
             predict_fn.eval()
@@ -442,7 +445,6 @@ class MetricSuite:
         out["seconds"] = time.perf_counter() - start
         return out
 
-
     @staticmethod
     def _real_stats_key(loader, max_batches: int | None):
         """What identifies the real images of a full pass, or None when they may change."""
@@ -454,7 +456,9 @@ class MetricSuite:
         except TypeError:  # not weak-referenceable or not hashable: no cache
             return None
         sampler = getattr(loader, "sampler", None)
-        return (_dataset_key(ds), type(sampler).__name__, len(sampler) if hasattr(sampler, "__len__") else None)
+        if getattr(sampler, "shuffle", False) and hasattr(sampler, "num_replicas"):
+            return None  # a shuffled DistributedSampler gives each rank another subset every epoch
+        return (_dataset_key(ds), type(sampler).__name__, getattr(sampler, "rank", None), len(sampler) if hasattr(sampler, "__len__") else None)
 
 
 # --- baselines ---------------------------------------------------------------------------------------

