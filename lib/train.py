@@ -1007,6 +1007,7 @@ class Trainer:
             "best": {"metric": self.cfg.select_metric, "value": self.best_value, "epoch": self.best_epoch},
             "history": self.history,
             "epoch_sums": dict(getattr(self, "_epoch_sums", {})) if self.batch_in_epoch else {},
+            "elapsed_s": time.perf_counter() - self._t0,  # training time so far (history's time_s continues)
             "rng": _rng_state(),
             "world_size": self.dist.world_size,
             "precision": self.precision,
@@ -1046,6 +1047,8 @@ class Trainer:
             self.best_value, self.best_epoch = best.get("value"), best.get("epoch")
         self.history = list(ckpt.get("history", []))
         self._epoch_sums = dict(ckpt.get("epoch_sums", {}))
+        elapsed = ckpt.get("elapsed_s", self.history[-1].get("time_s", 0.0) if self.history else 0.0)
+        self._t0 = time.perf_counter() - float(elapsed)
         if ckpt.get("rng") is not None:
             _set_rng_state(ckpt["rng"])
         if self.dist.enabled:  # rank 0's RNG state was saved; keep ranks apart

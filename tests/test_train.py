@@ -299,7 +299,8 @@ def test_sigterm_mid_epoch_saves_a_checkpoint_that_resumes_exactly(tmp_path, toy
     cb, wb = _weights(tmp_path / "b" / "run" / "last.pt")
     assert cb["step"] == 8
     assert all(torch.equal(wa[k], wb[k]) for k in wa), "a run resumed mid-epoch differs from an uninterrupted one"
-    assert len(read_csv(tmp_path / "b" / "run" / "history_steps.csv")) == 8
+    times = [float(r["time_s"]) for r in read_csv(tmp_path / "b" / "run" / "history_steps.csv")]
+    assert len(times) == 8 and times == sorted(times), "time_s must keep counting across a resume"
 
 
 def test_checkpoint_of_another_architecture_fails_with_the_mismatch(tmp_path, toy_sets):
