@@ -43,7 +43,7 @@ def _one_thread():
 def write_config(path: Path, **kw) -> Path:
     cfg = dict(dataset="toy", toy_images=32, image_size=32, batch_size=8, epochs=1, beta=0.0, lr=2e-3,
                model={"ndims": 8, "depth": 2, "num_blocks": 0}, num_samples=2, progress=False, device="cpu",
-               out_dir=str(path.parent / "run"))
+               threads=1, out_dir=str(path.parent / "run"))
     cfg.update(kw)
     path.write_text(yaml.safe_dump(cfg))
     return path
