@@ -6,8 +6,12 @@ files in the OS page cache), then timed over ``--epochs`` epochs. ``ToyFaces`` (
 instead of decoding) is timed the same way. Also reports the one-off costs: indexing the
 files (first time) and building the cache. Caches go to a temporary folder, not ~/.cache.
 
+A second table follows one training run's view: epoch 1 and epoch 2 img/s of the same
+subset, without the cache (every epoch decodes every JPEG) and with it (epoch 1 builds the
+cache, then reads it; epoch 2 only reads the memory map), main process, batch 64.
+
 Run: ``python -m benchmarks.bench_data [--data DIR]`` (default: ``$CELEBAHQ_DIR``,
-``data/celeba_hq/``, else ToyFaces only). Prints a table and writes
+``data/celeba_hq/``, else ToyFaces only). Prints the tables and writes
 ``results/bench-data.json``. Taught alongside ``notebooks/02_data.ipynb``.
 """
 
@@ -70,6 +74,52 @@ def run(root: Path | None, n: int = 512, image_size: int = 128, epochs: int = 2,
             "torch_threads": torch.get_num_threads(), "rows": rows, **one_off}
 
 
+def _one_pass(ds, batch_size: int = 64) -> float:
+    """Seconds of one pass over ``ds`` in the main process."""
+    t0 = time.perf_counter()
+    for l_n, ab_n in DataLoader(ds, batch_size=batch_size, num_workers=0):
+        assert l_n.shape[1:] == (1, ds.image_size, ds.image_size) and ab_n.shape[1] == 2
+    return time.perf_counter() - t0
+
+
+def epoch_rates(root: Path, n: int = 512, image_size: int = 128) -> dict:
+    """Epoch 1 and epoch 2 img/s with and without the uint8 cache (a fresh cache folder; the
+    files themselves may already sit in the OS page cache, as they do after any earlier run)."""
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataWarning)
+        old = os.environ.get("FACECOLOR_CACHE")
+        os.environ["FACECOLOR_CACHE"] = tmp
+        try:
+            ds = FaceFolder(root, split="all", image_size=image_size, max_images=n, flip=False)  # indexes (once)
+            e1, e2 = _one_pass(ds), _one_pass(ds)
+            rows.append({"path": "no cache (decode + resize every epoch)", "epoch1_img_s": len(ds) / e1,
+                         "epoch2_img_s": len(ds) / e2})
+            t0 = time.perf_counter()
+            ds = FaceFolder(root, split="all", image_size=image_size, max_images=n, flip=False, cache=True)
+            build = time.perf_counter() - t0
+            e1, e2 = build + _one_pass(ds), _one_pass(ds)
+            rows.append({"path": "uint8 cache (epoch 1 builds it)", "epoch1_img_s": len(ds) / e1,
+                         "epoch2_img_s": len(ds) / e2, "cache_build_s": build})
+        finally:
+            if old is None:
+                os.environ.pop("FACECOLOR_CACHE", None)
+            else:
+                os.environ["FACECOLOR_CACHE"] = old
+    for r in rows:
+        r["epoch2_vs_no_cache"] = r["epoch2_img_s"] / rows[0]["epoch2_img_s"]
+    return {"n_images": n, "image_size": image_size, "rows": rows}
+
+
+def format_epochs_table(result: dict) -> str:
+    head = (f"Epochs 1 and 2 of {result['n_images']} images at {result['image_size']}x{result['image_size']}, "
+            f"main process, batch 64, (L, ab) pairs out\n")
+    lines = ["| path | epoch 1 img/s | epoch 2 img/s | epoch 2 vs no cache |", "|---|---|---|---|"]
+    lines += [f"| {r['path']} | {r['epoch1_img_s']:.0f} | {r['epoch2_img_s']:.0f} | {r['epoch2_vs_no_cache']:.1f}x |"
+              for r in result["rows"]]
+    return head + "\n".join(lines)
+
+
 def format_table(result: dict) -> str:
     src = result["root"] or "no face folder (ToyFaces only)"
     head = (f"{result['n_images']} images at {result['image_size']}x{result['image_size']} from {src}; "
@@ -91,10 +141,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--out", default="results/bench-data.json")
     args = p.parse_args(argv)
-    result = run(resolve_data_root(args.data), args.n, args.size, args.epochs)
+    root = resolve_data_root(args.data)
+    result = run(root, args.n, args.size, args.epochs)
     result["machine"] = {"cpu_count": os.cpu_count(), "platform": platform.platform(),
                          "torch": torch.__version__, "load_avg_1min": os.getloadavg()[0]}
     print(format_table(result))
+    if root is not None:
+        result["epochs"] = epoch_rates(root, args.n, args.size)
+        print(format_epochs_table(result["epochs"]))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))

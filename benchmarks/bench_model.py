@@ -17,12 +17,12 @@ import argparse
 import json
 import os
 import platform
-import statistics
-import time
 from pathlib import Path
 
 import torch
 
+from benchmarks.common import matmul_gflops as common_matmul_gflops
+from benchmarks.common import timed
 from lib.models import UNet, UNetConfig
 from lib.models.summary import count_flops
 
@@ -30,26 +30,14 @@ DEFAULT_BATCH = {64: 16, 128: 8, 256: 2}
 
 
 def _timed(fn, min_time: float, min_iters: int = 3, warmup: int = 1, best: bool = False) -> float:
-    """Median (or, with ``best``, the fastest) seconds per call of ``fn`` over at least
-    ``min_iters`` calls and ``min_time`` seconds."""
-    for _ in range(warmup):
-        fn()
-    times: list[float] = []
-    start = time.perf_counter()
-    while len(times) < min_iters or time.perf_counter() - start < min_time:
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times) if best else statistics.median(times)
+    """Median (or, with ``best``, the fastest) seconds per call (``benchmarks.common.timed``)."""
+    return timed(fn, min_time, min_iters=min_iters, warmup=warmup, best=best)
 
 
 def matmul_gflops(n: int = 1024, min_time: float = 1.0) -> float:
-    """fp32 ``n x n`` matmul GFLOP/s (2 n^3 FLOPs per product) of the fastest call: the machine's
-    practical peak (the model rows use the median step instead)."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    out = torch.empty(n, n)
-    sec = _timed(lambda: torch.mm(a, b, out=out), min_time, min_iters=5, warmup=2, best=True)
-    return 2 * n**3 / sec / 1e9
+    """fp32 ``n x n`` matmul GFLOP/s of the fastest call: the machine's practical peak (the model
+    rows use the median step instead); ``benchmarks.common.matmul_gflops``."""
+    return common_matmul_gflops(torch.float32, "cpu", n=n, min_time=min_time)
 
 
 def bench_size(cfg: UNetConfig, size: int, batch: int, channels_last: bool, min_time: float) -> dict:

@@ -148,7 +148,7 @@ def bench_variant(name: str, theta: float, args, datasets, device) -> dict:
     slower = min(step_rate, loader_rate)
     out = {
         "variant": name, "theta": theta, "precision": tr.precision, "channels_last": tr.channels_last,
-        "compile": cfg.compile, "batch_size": args.batch_size, "image_size": args.size,
+        "compile": tr.compile, "batch_size": args.batch_size, "image_size": args.size,
         "params_G": sum(p.numel() for p in tr.G.parameters()),
         "params_D": sum(p.numel() for p in tr.D.parameters()) if tr.D is not None else 0,
         "warmup_steps": args.warmup, "warmup_s": round(warmup_s, 2), "timed_steps": args.steps,

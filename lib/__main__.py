@@ -1,4 +1,4 @@
-"""Command line: ``python -m lib <command>``; ``python -m lib --help`` lists the commands.
+"""Command line: ``python -m lib <command>`` (demo, train, evaluate, colorize); ``python -m lib --help`` lists the commands.
 
 Each command lives in the module that owns the work; this file only dispatches and
 checks the options first, so a wrong option or value fails before any work starts.
@@ -104,6 +104,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fid", action="store_true", help="also compute FID (Inception, 299x299; slow on CPU)")
     p.add_argument("--lpips", action="store_true", help="also compute LPIPS (AlexNet)")
     p.add_argument("--out", default=None, metavar="FILE", help="write the JSON here (default: print it)")
+
+    p = sub.add_parser(
+        "colorize", help="colorize photos of any size with a checkpoint's generator",
+        description="Colorize each IMAGE (any size, colour or grey): the model runs at its training size on the "
+                    "resized lightness, its colours are upsampled and merged with the full-resolution lightness. "
+                    "Writes DIR/<name>_color.png.")
+    p.add_argument("checkpoint", metavar="CKPT", help="a checkpoint written by `python -m lib train` (best.pt, last.pt)")
+    p.add_argument("images", metavar="IMAGE", nargs="+", help="image files (jpg, png, webp)")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder for the colorized PNGs")
+    p.add_argument("--size", type=_positive_int, default=None, metavar="PX",
+                   help="short side the model sees, divisible by 2**depth (default: the checkpoint's training size)")
+    p.add_argument("--batch-size", type=_positive_int, default=8, metavar="N", help="images per model call (default: 8)")
+    p.add_argument("--device", type=_device, default="auto", help="auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps")
     return parser
 
 
@@ -150,6 +163,20 @@ def main(argv: list[str] | None = None) -> int:
                                  out=args.out)
         except (ConfigError, FileNotFoundError, ValueError) as e:
             parser.exit(2, f"python -m lib evaluate: error: {e}\n")
+    if args.command == "colorize":
+        from pathlib import Path
+
+        from lib.colorize import main as colorize_main
+        from lib.train import ConfigError
+
+        missing = [p for p in [args.checkpoint, *args.images] if not Path(p).is_file()]
+        if missing:
+            parser.exit(2, f"python -m lib colorize: error: {', '.join(map(repr, missing))} does not exist\n")
+        try:
+            return colorize_main(args.checkpoint, args.images, args.out, size=args.size, device=args.device,
+                                 batch_size=args.batch_size)
+        except (ConfigError, ValueError) as e:
+            parser.exit(2, f"python -m lib colorize: error: {e}\n")
     parser.error(f"unknown command {args.command!r}")
     return 2
 

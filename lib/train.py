@@ -58,6 +58,9 @@ __all__ = [
     "DistInfo",
     "pick_device",
     "resolve_precision",
+    "resolve_channels_last",
+    "resolve_compile",
+    "resolve_threads",
     "cpu_has_native_bf16",
     "seed_everything",
     "save_checkpoint",
@@ -121,7 +124,7 @@ class TrainConfig:
     max_images: int | None = None  # at most this many images per split (quick runs); None = all
     cache: bool = True  # decode each photo once into a uint8 cache (~/.cache/facecolor or $FACECOLOR_CACHE)
     workers: int = 0  # DataLoader worker processes (0 = load in the main process)
-    threads: int = 0  # torch CPU threads (0 = leave torch's default); 1 is often fastest on a busy shared CPU
+    threads: int = 0  # torch CPU threads; 0 = auto: one per core not busy with other processes (2 threads on a half-busy 2-core CPU: 24x slower)
     # model
     model: dict = field(default_factory=lambda: {"ndims": 16, "depth": 4, "num_blocks": 1})  # UNetConfig fields that differ from its defaults
     d_width: int = 64  # discriminator width: channels of its first conv (DiscriminatorConfig.ndf)
@@ -145,8 +148,8 @@ class TrainConfig:
     seed: int = 0  # seeds python, numpy, torch and the data-loader workers
     device: str = "auto"  # "auto" (cuda > mps > cpu) | "cpu" | "cuda" | "cuda:N" | "mps"
     precision: str = "auto"  # "auto" (bf16 on recent GPUs and bf16-capable CPUs, fp16 + scaler on older GPUs, else fp32) | "fp32" | "bf16" | "fp16"
-    channels_last: bool | None = None  # channels-last memory format; None = on for CUDA only
-    compile: bool = False  # torch.compile the networks (slow first steps, faster after)
+    channels_last: bool | None = None  # channels-last memory format; None = auto: on for CUDA and CPU (faster convolutions), off on MPS
+    compile: bool | None = None  # torch.compile the networks; None = auto: on for CUDA, off on CPU/MPS (no faster there: docs/performance.md)
     out_dir: str = "runs/default"  # where checkpoints, history, samples and test metrics go
     resume: str | None = None  # a checkpoint to continue from, or "auto" (out_dir/last.pt if it exists)
     # evaluation and logging
@@ -506,6 +509,68 @@ def resolve_precision(requested: str, device: torch.device) -> str:
     return requested
 
 
+def resolve_channels_last(requested: bool | None, device: torch.device) -> bool:
+    """Channels-last (NHWC) memory format for the networks and the perceptual loss's VGG.
+
+    ``None`` (auto): on for CUDA (tensor-core convolutions want NHWC) and CPU (oneDNN runs
+    NHWC convolutions and pooling without reorders; the seed training step at 128x128
+    measured faster so on the 2-core test machine, docs/performance.md); off on MPS (not
+    measured). Taught in ``notebooks/08_training.ipynb``.
+    """
+    return bool(requested) if requested is not None else device.type in ("cuda", "cpu")
+
+
+_DEFAULT_THREADS = torch.get_num_threads()  # torch's own choice (one per core, or $OMP_NUM_THREADS), read at import
+_AUTO_THREADS: int | None = None  # the thread count a trainer last chose automatically (not the user's own setting)
+
+
+def resolve_threads(requested: int, device: torch.device) -> int:
+    """Torch CPU threads for a run: ``requested`` when > 0, else (auto) one per core that is
+    not already busy.
+
+    OpenMP threads meet at a barrier after every operator; when another process holds one of
+    the cores, each barrier waits for a descheduled thread. On the 2-core test machine with
+    one other busy process, the seed step at 64x64 took 0.40 s on one thread and 9.7 s on two
+    (docs/performance.md). Auto counts the busy cores as the smaller of the 1-minute load
+    average and the processes running right now besides this one (``/proc/loadavg``; the
+    load average alone would also count this process's own earlier work). It never goes
+    above the current ``torch.get_num_threads()`` a user set (only above what an earlier
+    auto choice lowered it to), and keeps it when nothing else runs. On a GPU run the CPU
+    only feeds data: the current setting is kept. Taught in ``notebooks/08_training.ipynb``.
+    """
+    if requested > 0:
+        return requested
+    current = torch.get_num_threads()
+    default = _DEFAULT_THREADS if current == _AUTO_THREADS else current
+    if device.type != "cpu":
+        return current
+    try:
+        load = os.getloadavg()[0]
+        with open("/proc/loadavg") as f:
+            running_others = int(f.read().split()[3].split("/")[0]) - 1  # this process is running
+        busy = min(load, max(running_others, 0))
+    except (OSError, ValueError, IndexError, AttributeError):
+        return default
+    return max(1, min(default, int(default - busy + 0.5)))
+
+
+def resolve_compile(requested: bool | None, device: torch.device) -> bool:
+    """Whether to ``torch.compile`` the networks.
+
+    ``None`` (auto): on for CUDA when Triton is importable (fused element-wise kernels; the
+    first steps compile for a minute or two); off on CPU, where the seed step with bf16 and
+    channels-last measured no faster compiled (docs/performance.md), and off on MPS.
+    Taught in ``notebooks/08_training.ipynb``.
+    """
+    if requested is not None:
+        return bool(requested)
+    if device.type != "cuda":
+        return False
+    import importlib.util
+
+    return importlib.util.find_spec("triton") is not None
+
+
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -755,14 +820,19 @@ class Trainer:
         self._init_process_group()
         self.precision = resolve_precision(cfg.precision, self.device)
         self.amp_dtype = _DTYPES[self.precision]
-        self.channels_last = cfg.channels_last if cfg.channels_last is not None else self.device.type == "cuda"
+        self.channels_last = resolve_channels_last(cfg.channels_last, self.device)
+        self.compile = resolve_compile(cfg.compile, self.device)
         self.out_dir = Path(cfg.out_dir)
         if cfg.batch_size % self.dist.world_size:
             raise ConfigError(f"option 'batch_size' ({cfg.batch_size}) must be divisible by the number of "
                               f"processes ({self.dist.world_size})")
         self.local_batch = cfg.batch_size // self.dist.world_size
-        if cfg.threads:
-            torch.set_num_threads(cfg.threads)
+        self.threads = resolve_threads(cfg.threads, self.device)
+        if self.threads != torch.get_num_threads():
+            torch.set_num_threads(self.threads)
+            if not cfg.threads:
+                global _AUTO_THREADS
+                _AUTO_THREADS = self.threads
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
             torch.backends.cuda.matmul.allow_tf32 = True
@@ -849,7 +919,7 @@ class Trainer:
         self.G.to(self.device, memory_format=fmt)
         if self.D is not None:
             self.D.to(self.device, memory_format=fmt)
-        self.criterion.to(self.device)
+        self.criterion.to(self.device, memory_format=fmt)  # the VGG of the perceptual loss too (it runs 3x per step)
         self.G_run, self.D_run = self.G, self.D
         if self.dist.enabled:
             from torch.nn.parallel import DistributedDataParallel as DDP
@@ -858,7 +928,7 @@ class Trainer:
             self.G_run = DDP(self.G, device_ids=ids)
             if self.D is not None:
                 self.D_run = DDP(self.D, device_ids=ids)
-        if self.cfg.compile:
+        if self.compile:
             self.G_run = torch.compile(self.G_run)
             if self.D is not None:
                 self.D_run = torch.compile(self.D_run)
@@ -1168,7 +1238,8 @@ class Trainer:
                 f"{self.cfg.image_size}px | G {nparams / 1e6:.2f}M params"
                 + (f", D {dparams / 1e6:.2f}M" if self.D is not None else ", no D (theta = 0)")
                 + f" | {self.device} {self.precision}{' channels-last' if self.channels_last else ''}"
-                + (" compiled" if self.cfg.compile else "")
+                + (" compiled" if self.compile else "")
+                + (f" {self.threads} thread(s)" if self.device.type == "cpu" else "")
                 + f" | {self.dist.world_size} process(es) | {self.steps_per_epoch} steps/epoch x {self.cfg.epochs} "
                   f"epochs | out {self.out_dir}")
 
