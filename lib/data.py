@@ -414,6 +414,12 @@ class FaceFolder(Dataset):
         state["_mm"] = None  # each DataLoader worker opens its own map
         return state
 
+    def fingerprint(self) -> str:
+        """A key that changes whenever the pixels this dataset yields could change: the
+        folder, the split's files with their sizes and modification times, the image size.
+        Caches derived from the dataset (the uint8 cache, the mean face) are keyed by it."""
+        return f"{_root_tag(self.root)}-{self.split}-{self.image_size}px-{self._cache_key()}"
+
     # -- the cache -------------------------------------------------------------------------
     def _cache_key(self) -> str:
         h = hashlib.sha256(f"facecolor v{_CACHE_VERSION} {self.image_size}px\n".encode())
@@ -424,7 +430,7 @@ class FaceFolder(Dataset):
     def _build_cache(self) -> Path:
         """Load the cache that matches the folder's current state, or build it (atomically)."""
         folder = cache_dir()
-        path = folder / f"{_root_tag(self.root)}-{self.split}-{self.image_size}px-{self._cache_key()}.npy"
+        path = folder / f"{self.fingerprint()}.npy"
         if path.exists():
             mm = np.load(path, mmap_mode="r")
             if mm.shape == (len(self), 3, self.image_size, self.image_size):

@@ -491,8 +491,9 @@ def mean_face_ab(dataset, batch_size: int = 64, num_workers: int = 0, cache_dir:
     """Per-pixel mean normalised ab ``(2, H, W)`` over a (train) dataset: the "mean face".
 
     CelebA-HQ faces are aligned, so the average face colour map is a strong baseline.
-    Computed once and cached (``$FACECOLOR_CACHE`` or ``~/.cache/facecolor``, ``mean_face/``),
-    keyed by the dataset's identity and size. Build the dataset without random flips
+    Computed once and cached (``$FACECOLOR_CACHE`` or ``~/.cache/facecolor``, ``mean_face/``)
+    when the dataset has a ``fingerprint()`` (``FaceFolder``: files, sizes, mtimes, image
+    size); others (``ToyFaces``) are recomputed each time. Build the dataset without random flips
     (``flip=False``) so the mean is deterministic. Taught in ``notebooks/07_evaluation.ipynb``.
     """
     from torch.utils.data import DataLoader
@@ -500,9 +501,11 @@ def mean_face_ab(dataset, batch_size: int = 64, num_workers: int = 0, cache_dir:
 
     if getattr(dataset, "flip", False):
         raise ValueError("mean_face_ab needs a deterministic dataset: build it with flip=False")
-    path = Path(cache_dir) if cache_dir is not None else _cache_root() / "mean_face"
-    path = path / f"{type(dataset).__name__}-{_dataset_key(dataset)}.pt"
-    if path.is_file():
+    path = None  # cached on disk only for datasets that can say when their pixels change
+    if callable(getattr(dataset, "fingerprint", None)):
+        path = Path(cache_dir) if cache_dir is not None else _cache_root() / "mean_face"
+        path = path / f"{type(dataset).__name__}-{dataset.fingerprint()}.pt"
+    if path is not None and path.is_file():
         return torch.load(path, map_location="cpu", weights_only=True)
     total, n = None, 0
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
@@ -512,6 +515,8 @@ def mean_face_ab(dataset, batch_size: int = 64, num_workers: int = 0, cache_dir:
         n += ab_n.shape[0]
     assert n > 0, "mean_face_ab got an empty dataset"
     mean = (total / n).float()  # (2, H, W)
+    if path is None:
+        return mean
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     torch.save(mean, tmp)

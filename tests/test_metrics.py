@@ -290,7 +290,7 @@ def test_suite_reuses_the_real_fid_statistics_of_a_full_pass():
 
 
 class _Faces(torch.utils.data.Dataset):
-    """A tiny dataset with the FaceFolder attributes the mean-face cache keys on."""
+    """A tiny dataset with a ``fingerprint()``, as FaceFolder has, so the mean face is cached."""
 
     def __init__(self, n: int, flip: bool = False):
         gen = torch.Generator().manual_seed(n)
@@ -302,9 +302,16 @@ class _Faces(torch.utils.data.Dataset):
     def __len__(self):
         return len(self.ab)
 
+    def fingerprint(self):
+        return f"faces-{len(self.ab)}"
+
     def __getitem__(self, i):
         self.calls += 1
         return torch.zeros(1, 8, 8), self.ab[i]
+
+
+class _Unfingerprinted(_Faces):
+    fingerprint = None  # like ToyFaces: nothing says when its pixels change
 
 
 def test_baselines_grey_and_cached_mean_face(tmp_path):
@@ -322,3 +329,13 @@ def test_baselines_grey_and_cached_mean_face(tmp_path):
     assert pred.shape == (3, 2, 8, 8) and torch.equal(pred[2], mean)
     with pytest.raises(ValueError, match="flip=False"):
         M.mean_face_ab(_Faces(4, flip=True), cache_dir=tmp_path, progress=False)
+
+
+def test_mean_face_without_fingerprint_is_never_cached(tmp_path):
+    ds = _Unfingerprinted(6)
+    first = M.mean_face_ab(ds, batch_size=4, cache_dir=tmp_path, progress=False)
+    calls = ds.calls
+    ds.ab += 0.25  # its pixels change and nothing could tell a cache
+    again = M.mean_face_ab(ds, batch_size=4, cache_dir=tmp_path, progress=False)
+    assert ds.calls == 2 * calls and list(tmp_path.iterdir()) == []
+    torch.testing.assert_close(again, first + 0.25)
