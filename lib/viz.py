@@ -21,7 +21,8 @@ from torch import Tensor
 
 from lib.color import denormalize_l, lab_norm_to_rgb, rgb_to_lab
 
-__all__ = ["AB_RANGE", "ab_colormaps", "save_figure", "save_data_samples", "show_colorization_grid"]
+__all__ = ["AB_RANGE", "ab_colormaps", "save_figure", "save_data_samples", "show_colorization_grid",
+           "plot_training_curves"]
 
 AB_RANGE = 40.0  # a and b maps are drawn on the fixed range [-AB_RANGE, AB_RANGE] Lab units
 
@@ -138,6 +139,49 @@ def show_colorization_grid(
                 axes[r, c].set_xlabel(captions[c], fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)
+    if path is not None:
+        save_figure(fig, path)
+    return fig
+
+
+def plot_training_curves(run_dir: str | Path, metric: str = "psnr_rgb", path: str | Path | None = None) -> Figure:
+    """Train loss and val ``metric`` per epoch of a run folder, beside the test baselines.
+
+    Reads ``history_epochs.csv`` (written by ``lib.train.Trainer`` each epoch) and, when the
+    run has finished, ``test_metrics.json`` (best checkpoint and the grey / mean-face
+    baselines on the **test** split, drawn as horizontal lines and labelled so). Taught in
+    ``notebooks/08_training.ipynb``.
+    """
+    import csv
+    import json
+
+    run_dir = Path(run_dir)
+    with open(run_dir / "history_epochs.csv", newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r.get(f"val_{metric}")]
+    if not rows:
+        raise ValueError(f"{run_dir / 'history_epochs.csv'} has no epoch with val_{metric} yet")
+    epoch = [int(r["epoch"]) for r in rows]
+    fig = Figure(figsize=(10, 3.6))
+    ax_loss, ax_val = fig.subplots(1, 2)
+    ax_loss.plot(epoch, [float(r["train_loss_G"]) for r in rows], "o-", ms=3, color="#444")
+    ax_loss.set(xlabel="epoch", ylabel="generator loss (weighted sum)", title="train loss")
+    ax_val.plot(epoch, [float(r[f"val_{metric}"]) for r in rows], "o-", ms=3, color="#1f5fb0", label="model, val")
+    test_file = run_dir / "test_metrics.json"
+    if test_file.is_file():
+        test = json.loads(test_file.read_text())
+        styles = {"mean_face": ("#d99a00", "mean face"), "grey": ("#888", "grey (ab = 0)")}
+        for name, (colour, label) in styles.items():
+            if name in test:
+                ax_val.axhline(test[name][metric], color=colour, ls="--", label=f"{label}, test")
+        if "model" in test:
+            best = test.get("best_epoch", epoch[-1])
+            ax_val.plot([best], [test["model"][metric]], "*", ms=12, color="#d0237a", label="best.pt, test")
+    ax_val.set(xlabel="epoch", ylabel=f"{metric} (per-image mean)", title=metric)
+    ax_val.legend(fontsize=8, loc="lower right")
+    for ax in (ax_loss, ax_val):
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"{run_dir.name}: {len(rows)} epochs", fontsize=11)
+    fig.tight_layout()
     if path is not None:
         save_figure(fig, path)
     return fig
