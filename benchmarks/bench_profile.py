@@ -144,7 +144,8 @@ def run(size: int = 128, batch: int = 16, steps: int = 4, theta: float = 0.08, n
 
 
 def format_tables(r: dict) -> str:
-    head = (f"Profile of the l1_p_g training step at {r['size']}x{r['size']}, batch {r['batch']}, {r['precision']}"
+    variant = f"l1_p_g (theta {r['theta']})" if r["theta"] > 0 else "l1_p (seed, no discriminator)"
+    head = (f"Profile of the {variant} training step at {r['size']}x{r['size']}, batch {r['batch']}, {r['precision']}"
             f"{' channels-last' if r['channels_last'] else ''}{' compiled' if r['compile'] else ''}, data: {r['data']}; "
             f"{machine_line(r['machine'])}\n{r['steps']} profiled steps, {r['wall_ms_per_step']:.0f} ms per step "
             f"wall-clock under the profiler ({r['img_per_s_profiled']:.1f} img/s)\n")

@@ -166,3 +166,20 @@ def test_benchmarks_run_end_to_end_tiny(tmp_path, perceptual, capsys):
                                  "--min-time", "0", "--device", "cpu", "--out", str(out)]) == 0
     inf = json.loads(out.read_text())
     assert inf["photo"]["total_s"] > 0 and len(inf["batch_rows"]) == 2
+
+
+@pytest.mark.parametrize("kind", ["l1", "l2"])
+def test_bf16_feature_distance_matches_fp32(kind):
+    from lib.losses import _distance
+
+    g = torch.Generator().manual_seed(0)
+    a = (3 * torch.randn(2, 8, 16, 16, generator=g)).bfloat16().requires_grad_()
+    b = (3 * torch.randn(2, 8, 16, 16, generator=g)).bfloat16()
+    ref_fn = torch.nn.functional.l1_loss if kind == "l1" else torch.nn.functional.mse_loss
+    a32 = a.detach().float().requires_grad_()
+    value, ref = _distance(kind)(a, b), ref_fn(a32, b.float())
+    assert value.dtype == torch.float32, "summed in fp32"
+    torch.testing.assert_close(value, ref, rtol=2e-2, atol=0)
+    value.backward()
+    ref.backward()
+    torch.testing.assert_close(a.grad.float(), a32.grad, rtol=2e-2, atol=1e-6)
