@@ -27,8 +27,8 @@ import torch
 from torch.profiler import ProfilerActivity, profile, record_function
 
 from benchmarks.bench_train_step import make_trainer
-from benchmarks.common import machine_info, machine_line, markdown_table, sync, write_result
-from lib.data import DataWarning, ToyFaces, make_dataset, resolve_data_root
+from benchmarks.common import find_faces, machine_info, machine_line, markdown_table, sync, write_result
+from lib.data import DataWarning, ToyFaces, make_dataset
 from lib.train import _requires_grad
 
 PARTS = (
@@ -100,7 +100,7 @@ def profiled_step(tr, it) -> None:
 
 def make_loader_sets(size: int, n: int, data: str | None):
     """Train/val/test sets for the profile: the cached face folder (``n`` images) or ToyFaces."""
-    root = resolve_data_root(data)
+    root = find_faces(data)
     if root is None:
         toy = ToyFaces(num_images=n, image_size=size, split="train")
         small = ToyFaces(num_images=16, image_size=size, split="val")
@@ -159,7 +159,7 @@ def format_tables(r: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.bench_profile", description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", default=None, help="face folder (default $CELEBAHQ_DIR, data/celeba_hq/, else ToyFaces)")
+    p.add_argument("--data", default=None, help="face folder (default $CELEBAHQ_DIR, data/celeba_hq/, ../shared/data/celebahq-5k, else ToyFaces)")
     p.add_argument("--size", type=int, default=128)
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--steps", type=int, default=4, help="profiled steps (after one warm-up step)")

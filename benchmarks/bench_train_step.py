@@ -95,9 +95,9 @@ def time_step(tr: Trainer, batch, min_time: float, warmup: int, max_iters: int |
             "precision": tr.precision, "channels_last": tr.channels_last, "compile": tr.compile}
 
 
-def flops_per_image(size: int, device: str = "cpu", batch: int = 2) -> int:
+def flops_per_image(size: int, device: str = "cpu", batch: int = 2, theta: float = 0.0) -> int:
     """FLOPs of one training step per image (eager fp32; ``torch.utils.flop_counter``)."""
-    tr = make_trainer(size, batch, device, **PLAIN)
+    tr = make_trainer(size, batch, device, theta=theta, **PLAIN)
     batch_ = first_batch(tr)
     tr.set_input(batch_)
     return count_flops(tr.optimize_parameters) // batch
@@ -107,12 +107,28 @@ def _describe(r: dict) -> str:
     return (f"{r['precision']}{' CL' if r['channels_last'] else ''}{' compiled' if r['compile'] else ''}")
 
 
+def _measure_row(size: int, batch: int, dev: torch.device, min_time: float, max_iters: int | None,
+                 theta: float = 0.0) -> dict:
+    """Plain and fast paths at one size, side by side (``theta > 0``: the GAN variant)."""
+    flops = flops_per_image(size, str(dev), theta=theta)
+    row = {"size": size, "batch": batch, "theta": theta, "flops_per_img": flops}
+    for name, opts in (("plain", PLAIN), ("fast", FAST)):
+        tr = make_trainer(size, batch, str(dev), theta=theta, **opts)
+        warmup = (3 if dev.type == "cuda" else 1) if name == "fast" else 1  # compiled/autotuned steps need a few
+        r = time_step(tr, first_batch(tr), min_time, warmup, max_iters)
+        r["gflops_per_s"] = flops * r["img_per_s"] / 1e9
+        row[name] = r
+        del tr
+    row["speedup"] = row["fast"]["img_per_s"] / row["plain"]["img_per_s"]
+    return row
+
+
 def run(sizes=(64, 128, 256), batch: int | None = None, device: str = "auto", min_time: float = 4.0,
-        options: bool = False, options_size: int = 128, with_compile: bool = False, max_iters: int | None = None) -> dict:
+        options: bool = False, options_size: int = 128, with_compile: bool = False, max_iters: int | None = None,
+        gan: bool = False) -> dict:
     """Measure everything; returns the result dict (see ``format_tables``)."""
     dev = pick_device(device)
     batch = batch or DEFAULT_BATCH.get(dev.type, 16)
-    warmup_fast = 3 if dev.type == "cuda" else 1  # compiled or cudnn-benchmarked steps need a few
     info = machine_info(dev)
     has_bf16 = bf16_supported(dev)
     peaks = {"fp32": [matmul_gflops(torch.float32, dev)]}
@@ -120,17 +136,9 @@ def run(sizes=(64, 128, 256), batch: int | None = None, device: str = "auto", mi
         peaks["bf16"] = [matmul_gflops(torch.bfloat16, dev)]
     rows = []
     for size in sizes:
-        flops = flops_per_image(size, str(dev))
-        row = {"size": size, "batch": batch, "flops_per_img": flops}
-        for name, opts in (("plain", PLAIN), ("fast", FAST)):
-            tr = make_trainer(size, batch, str(dev), **opts)
-            r = time_step(tr, first_batch(tr), min_time, warmup_fast if name == "fast" else 1, max_iters)
-            r["gflops_per_s"] = flops * r["img_per_s"] / 1e9
-            row[name] = r
-            del tr
-        row["speedup"] = row["fast"]["img_per_s"] / row["plain"]["img_per_s"]
-        rows.append(row)
+        rows.append(_measure_row(size, batch, dev, min_time, max_iters))
         peaks["fp32"].append(matmul_gflops(torch.float32, dev, min_time=0.5))  # drift check on a shared machine
+    gan_rows = [_measure_row(options_size, batch, dev, min_time, max_iters, theta=0.08)] if gan else []
     option_rows = []
     if options:
         precisions = ["fp32"] + (["bf16"] if has_bf16 else [])
@@ -144,7 +152,7 @@ def run(sizes=(64, 128, 256), batch: int | None = None, device: str = "auto", mi
         for r in option_rows:
             r["speedup"] = r["img_per_s"] / base
     peak = {k: max(v) for k, v in peaks.items()}
-    for row in rows:
+    for row in rows + gan_rows:
         for name in ("plain", "fast"):
             for k, p in peak.items():
                 row[name][f"of_{k}_mm"] = row[name]["gflops_per_s"] / p
@@ -152,7 +160,7 @@ def run(sizes=(64, 128, 256), batch: int | None = None, device: str = "auto", mi
     return {"benchmark": "train_step", "machine": info, "batch": batch, "min_time_s": min_time,
             "config": {"model": SEED_MODEL, "loss": "100 * L1 + 1 * VGG16 perceptual (relu1_2, relu2_2, relu3_3)",
                        "discriminator": None, "optimizer": "Adam"},
-            "matmul_gflops": peak, "matmul_gflops_measurements": peaks, "rows": rows,
+            "matmul_gflops": peak, "matmul_gflops_measurements": peaks, "rows": rows, "gan_rows": gan_rows,
             "options_size": options_size if options else None, "options": option_rows}
 
 
@@ -163,15 +171,16 @@ def format_tables(result: dict) -> str:
     header = ["size", "batch", "GFLOP/img", "plain img/s", "plain GFLOP/s", "fast path", "fast img/s", "fast GFLOP/s"]
     header += [f"fast / {k} mm" for k in kinds] + ["fast / plain"]
     body = []
-    for r in result["rows"]:
+    for r in result["rows"] + result.get("gan_rows", []):
         p, f = r["plain"], r["fast"]
-        body.append([r["size"], r["batch"], f"{r['flops_per_img'] / 1e9:.1f}", f"{p['img_per_s']:.2f}",
+        body.append([f"{r['size']}" + (" GAN" if r.get("theta") else ""), r["batch"], f"{r['flops_per_img'] / 1e9:.1f}", f"{p['img_per_s']:.2f}",
                      f"{p['gflops_per_s']:.0f}", _describe(f), f"{f['img_per_s']:.2f}", f"{f['gflops_per_s']:.0f}"]
                     + [f"{f[f'of_{k}_mm']:.0%}" for k in kinds] + [f"**{r['speedup']:.2f}x**"])
     mm = ", ".join(f"{k} {peak[k]:.0f} GFLOP/s" for k in kinds)
     text = (f"Training step of the seed config (L1 + VGG16 perceptual, Adam), "
             f"{machine_line(result['machine'])}\nmatmul reference (fastest call, this run): {mm}; "
-            f"plain = eager fp32 NCHW; fast = the trainer's defaults; median step time\n")
+            f"plain = eager fp32 NCHW; fast = the trainer's defaults; median step time"
+            + ("; GAN = the l1_p_g variant (+ PatchGAN, theta 0.08)" if result.get("gan_rows") else "") + "\n")
     text += markdown_table(header, body)
     if result["options"]:
         text += f"\n\nEach option at {result['options_size']}x{result['options_size']}, batch {result['batch']}\n"
@@ -194,13 +203,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--options", action="store_true", help="also time each optimisation alone and combined")
     p.add_argument("--options-size", type=int, default=128)
     p.add_argument("--with-compile", action="store_true", help="include torch.compile in --options (slow on CPU)")
+    p.add_argument("--gan", action="store_true", help="also the GAN variant (theta 0.08) at --options-size")
     p.add_argument("--out", default=None, help="JSON path (default results/bench-train-step.json)")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore", message=".*TF32.*")
     result = run(args.sizes, args.batch, args.device, args.min_time, args.options, args.options_size,
-                 args.with_compile, args.max_iters)
+                 args.with_compile, args.max_iters, args.gan)
     print(format_tables(result))
     print(f"wrote {write_result('train-step', result, args.out)}")
     return 0

@@ -37,9 +37,11 @@ __all__ = [
     "machine_line",
     "markdown_table",
     "write_result",
+    "find_faces",
 ]
 
 RESULTS_DIR = Path("results")
+SHARED_FACES = Path(__file__).resolve().parents[2] / "shared" / "data" / "celebahq-5k"  # this project's machines
 
 
 def sync(device: torch.device | str | None = None) -> None:
@@ -151,3 +153,14 @@ def write_result(name: str, result: dict, out: str | os.PathLike | None = None) 
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2, default=float) + "\n")
     return path
+
+
+def find_faces(data: str | None = None) -> Path | None:
+    """The face folder a benchmark reads: ``data``, ``$CELEBAHQ_DIR``, ``data/celeba_hq/``
+    (``lib.data.resolve_data_root``), then ``../shared/data/celebahq-5k``; None: ToyFaces."""
+    from lib.data import resolve_data_root
+
+    root = resolve_data_root(data)
+    if root is None and SHARED_FACES.is_dir():
+        root = SHARED_FACES
+    return root

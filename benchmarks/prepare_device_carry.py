@@ -25,11 +25,11 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from lib.data import DataWarning, FaceFolder, decode_rgb, resize_square, resolve_data_root
+from benchmarks.common import find_faces
+from lib.data import DataWarning, FaceFolder, decode_rgb, resize_square
 from lib.pretrained import VGG16_LAYERS, state_dict_sha256, vgg16_features
 
 CARRY_LIMIT = 64 * 2**20  # what a device run can carry in all
-SHARED_FACES = Path(__file__).resolve().parents[2] / "shared" / "data" / "celebahq-5k"  # this project's machines
 
 
 def write_faces(root: Path, out: Path, size: int = 128, quality: int = 95) -> int:
@@ -73,9 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", type=int, default=128)
     p.add_argument("--quality", type=int, default=95)
     args = p.parse_args(argv)
-    root = resolve_data_root(args.data)
-    if root is None and SHARED_FACES.is_dir():
-        root = SHARED_FACES
+    root = find_faces(args.data)
     if root is None:
         p.error("no face folder: pass --data DIR or set CELEBAHQ_DIR")
     out = Path(args.out)

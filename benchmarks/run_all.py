@@ -25,12 +25,12 @@ import time
 
 import torch
 
-from benchmarks.common import machine_info, machine_line, markdown_table, write_result
+from benchmarks.common import find_faces, machine_info, machine_line, markdown_table, write_result
 from lib.train import resolve_threads
 
 # name -> (module, arguments): sized so that the whole suite stays under 10 minutes on 2 cores
 BENCHMARKS = {
-    "train_step": ("benchmarks.bench_train_step", ["--options", "--min-time", "3", "--max-iters", "5"]),
+    "train_step": ("benchmarks.bench_train_step", ["--options", "--gan", "--min-time", "4", "--max-iters", "6"]),
     "profile": ("benchmarks.bench_profile", ["--size", "128", "--batch", "16", "--steps", "3"]),
     "inference": ("benchmarks.bench_inference", ["--min-time", "2"]),
     "data": ("benchmarks.bench_data", ["--n", "256", "--epochs", "1"]),
@@ -39,7 +39,7 @@ BENCHMARKS = {
 }
 QUICK = {  # a smoke run of the same code (seconds), for checking the suite itself
     "train_step": ["--sizes", "32", "--batch", "2", "--min-time", "0", "--max-iters", "1", "--options",
-                   "--options-size", "32"],
+                   "--options-size", "32", "--gan"],
     "profile": ["--size", "32", "--batch", "2", "--steps", "1", "--images", "8"],
     "inference": ["--batch", "2", "--size", "32", "--photo", "64", "--model-size", "32", "--min-time", "0"],
     "data": ["--n", "16", "--epochs", "1"],
@@ -63,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     threads = args.threads or resolve_threads(0, torch.device("cpu"))
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "KINETO_LOG_LEVEL": "5"}
     torch.set_num_threads(threads)
+    faces = find_faces()  # real faces for the loader benchmarks when there are some
     before = machine_info("cpu")
     print(f"[bench] {machine_line(before)}; every benchmark on {threads} torch thread(s)", flush=True)
     parts, failed = [], []
@@ -73,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
         cmd = [sys.executable, "-m", module, *extra, "--out", os.path.join(args.out_dir, f"bench-{name.replace('_', '-')}.json")]
         if "--threads" in _options_of(module):
             cmd += ["--threads", str(threads)]
+        if name in ("profile", "data") and faces is not None:
+            cmd += ["--data", str(faces)]
         print(f"\n[bench] === {name}: {' '.join(cmd[1:])}", flush=True)
         t0 = time.perf_counter()
         code = subprocess.call(cmd, env=env)

@@ -143,16 +143,19 @@ def test_trainer_applies_the_resolved_defaults(tmp_path):
 
 
 # --- the benchmark scripts, tiny ----------------------------------------------------------------
-def test_benchmarks_run_end_to_end_tiny(tmp_path, perceptual, capsys):
+def test_benchmarks_run_end_to_end_tiny(tmp_path, perceptual, capsys, monkeypatch):
     from benchmarks import bench_inference, bench_profile, bench_train_step
+
+    monkeypatch.setenv("FACECOLOR_CACHE", str(tmp_path / "cache"))
 
     out = tmp_path / "step.json"
     assert bench_train_step.main(["--sizes", "32", "--batch", "2", "--min-time", "0", "--max-iters", "1",
-                                  "--device", "cpu", "--options", "--options-size", "32", "--out", str(out)]) == 0
+                                  "--device", "cpu", "--options", "--options-size", "32", "--gan", "--out", str(out)]) == 0
     step = json.loads(out.read_text())
     row = step["rows"][0]
     assert row["flops_per_img"] > 1e8 and row["plain"]["img_per_s"] > 0 and row["fast"]["img_per_s"] > 0
     assert len(step["options"]) >= 2 and "fast / plain" in capsys.readouterr().out
+    assert step["gan_rows"][0]["flops_per_img"] > row["flops_per_img"], "the discriminator adds FLOPs"
 
     r = bench_profile.run(size=32, batch=2, steps=1, n_images=8, data=None, device="cpu")
     names = [p["part"] for p in r["parts"]]
