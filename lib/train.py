@@ -21,33 +21,62 @@ What a run writes into ``out_dir``::
     history_epochs.csv / .json  one row per epoch: mean losses, val metrics
     samples/epoch_NNNN.png      the same val faces after each evaluation (L | prediction | truth)
     test_metrics.json           best.pt on the test split, with the grey and mean-face baselines
+
+The pieces it stands on have their own modules: ``lib.config`` (``TrainConfig``),
+``lib.runtime`` (device, precision, threads, seeding, ``torchrun``), ``lib.checkpoint``
+(atomic save, safe load, mismatch messages); their public names are re-exported here.
 """
 
 from __future__ import annotations
 
-import contextlib
 import csv
-import dataclasses
-import difflib
 import json
 import math
 import os
-import random
-import re
 import signal
 import sys
 import threading
 import time
-import types
-import typing
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 import torch
 from torch import Tensor, nn
+
+from lib.checkpoint import (  # noqa: F401 (re-exported: lib.train is the trainer's public API)
+    CHECKPOINT_FORMAT,
+    CheckpointMismatchError,
+    save_checkpoint,
+    load_checkpoint,
+    load_state_checked,
+    load_generator,
+)
+from lib.config import (  # noqa: F401 (re-exported: lib.train is the trainer's public API)
+    TrainConfig,
+    ConfigError,
+    config_help,
+    DEVICE_PATTERN,
+    SELECT_METRICS,
+    _plain,
+)
+from lib.runtime import (  # noqa: F401 (re-exported: lib.train is the trainer's public API)
+    pick_device,
+    cpu_has_native_bf16,
+    resolve_precision,
+    resolve_channels_last,
+    resolve_threads,
+    apply_threads,
+    resolve_compile,
+    seed_everything,
+    DistInfo,
+    _DTYPES,
+    _worker_init,
+    _rng_state,
+    _set_rng_state,
+    _all_reduce,
+    _barrier,
+)
 
 __all__ = [
     "TrainConfig",
@@ -68,664 +97,13 @@ __all__ = [
     "load_generator",
     "load_state_checked",
     "config_help",
+    "build_datasets",
 ]
-
-# --- allowed values (one place; the config, the CLI and the error messages use them) ------
-DATASETS = ("auto", "folder", "toy")
-PIXEL_LOSSES = ("l1", "l2")
-GAN_MODES = ("lsgan", "vanilla", "hinge")
-LR_SCHEDULES = ("none", "cosine")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-DEVICE_PATTERN = r"auto|cpu|mps|cuda(:\d+)?"
-# metrics a run can select its best checkpoint by, and whether higher is better
-SELECT_METRICS = {
-    "psnr_rgb": True,
-    "ssim_rgb": True,
-    "psnr_lab": True,
-    "ssim_lab": True,
-    "psnr_rgb_pooled64": True,
-    "delta_cf": False,
-    "lpips": False,
-    "fid": False,
-}
-CHECKPOINT_FORMAT = "facecolor-checkpoint-v1"
-
-
-class ConfigError(ValueError):
-    """An invalid option or value; the message names the option and the allowed values."""
 
 
 class TrainingDiverged(RuntimeError):
     """A loss became NaN or infinite; the run stopped and the last good checkpoint was kept."""
 
-
-class CheckpointMismatchError(RuntimeError):
-    """A checkpoint does not fit the model it is loaded into (another architecture)."""
-
-
-# ======================================================================================
-# Configuration
-# ======================================================================================
-@dataclass
-class TrainConfig:
-    """Everything a training run depends on, with laptop-sized defaults.
-
-    Load from and save as YAML or JSON (``TrainConfig.load`` / ``.save``); override on the
-    command line with ``--set key=value`` (``--set model.ndims=32`` for nested model fields).
-    Invalid names or values raise :class:`ConfigError` at construction, before any work.
-    Taught in ``notebooks/08_training.ipynb``.
-    """
-
-    # data
-    data_root: str | None = None  # folder of face photos; None: $CELEBAHQ_DIR, then data/celeba_hq/
-    dataset: str = "auto"  # "auto" (the folder if found, else ToyFaces) | "folder" (must exist) | "toy" (ToyFaces)
-    toy_images: int = 512  # ToyFaces images in the train split (val and test get an eighth, at least 16)
-    image_size: int = 64  # square training and evaluation size; divisible by 2**model.depth
-    max_images: int | None = None  # at most this many images per split (quick runs); None = all
-    cache: bool = True  # decode each photo once into a uint8 cache (~/.cache/facecolor or $FACECOLOR_CACHE)
-    workers: int = 0  # DataLoader worker processes (0 = load in the main process)
-    threads: int = 0  # torch CPU threads; 0 = auto: one per core not busy with other processes (2 threads on a half-busy 2-core CPU: 24x slower)
-    # model
-    model: dict = field(default_factory=lambda: {"ndims": 16, "depth": 4, "num_blocks": 1})  # UNetConfig fields that differ from its defaults
-    d_width: int = 64  # discriminator width: channels of its first conv (DiscriminatorConfig.ndf)
-    discriminator: dict = field(default_factory=dict)  # other DiscriminatorConfig fields (n_layers, norm)
-    # loss: L_G = alpha * pixel + beta * perceptual + theta * adversarial
-    pixel: str = "l1"  # pixel loss on ab_n: "l1" | "l2"
-    alpha: float = 100.0  # weight of the pixel loss
-    beta: float = 1.0  # weight of the VGG16 perceptual loss (0 = no VGG is loaded)
-    theta: float = 0.0  # weight of the adversarial loss (0 = no discriminator is built)
-    perceptual_layers: tuple[str, ...] = ("relu1_2", "relu2_2", "relu3_3")  # VGG16 layers compared by the perceptual loss
-    gan_mode: str = "lsgan"  # adversarial loss: "lsgan" | "vanilla" | "hinge"
-    # optimisation
-    batch_size: int = 16  # images per step, summed over all processes
-    epochs: int = 10  # passes over the train split
-    lr: float = 2e-4  # Adam learning rate of the generator
-    betas: tuple[float, float] = (0.5, 0.999)  # Adam (beta1, beta2) of both networks
-    d_lr: float = 2e-4  # Adam learning rate of the discriminator
-    lr_schedule: str = "none"  # "none" | "cosine" (per step, down to 0 at the end of the last epoch)
-    grad_clip: float | None = None  # clip the gradient norm of each network to this; None = no clipping
-    # run
-    seed: int = 0  # seeds python, numpy, torch and the data-loader workers
-    device: str = "auto"  # "auto" (cuda > mps > cpu) | "cpu" | "cuda" | "cuda:N" | "mps"
-    precision: str = "auto"  # "auto" (bf16 on recent GPUs and bf16-capable CPUs, fp16 + scaler on older GPUs, else fp32) | "fp32" | "bf16" | "fp16"
-    channels_last: bool | None = None  # channels-last memory format; None = auto: on for CUDA and CPU (faster convolutions), off on MPS
-    compile: bool | None = None  # torch.compile the networks; None = auto: on for CUDA, off on CPU/MPS (no faster there: docs/performance.md)
-    out_dir: str = "runs/default"  # where checkpoints, history, samples and test metrics go
-    resume: str | None = None  # a checkpoint to continue from, or "auto" (out_dir/last.pt if it exists)
-    # evaluation and logging
-    eval_every: int = 1  # evaluate on val every N epochs (and always after the last epoch)
-    select_metric: str = "psnr_rgb"  # val metric that picks best.pt (psnr/ssim: higher is better; delta_cf/lpips/fid: lower)
-    eval_batch_size: int = 64  # batch size of evaluation
-    eval_fid: bool = False  # also compute FID at each evaluation (Inception weights, slower)
-    eval_lpips: bool = False  # also compute LPIPS at each evaluation
-    num_samples: int = 8  # fixed val faces drawn in samples/epoch_NNNN.png (0 = no figures)
-    test_at_end: bool = True  # evaluate best.pt once on the test split at the end (the reported numbers)
-    progress: bool = True  # tqdm progress bars (rank 0 only)
-    d_collapse_threshold: float = 0.01  # warn when the discriminator loss stays below this ...
-    d_collapse_patience: int = 200  # ... for this many consecutive steps (D has won: G gets no signal)
-
-    def __post_init__(self):
-        hints = typing.get_type_hints(type(self))
-        for f in dataclasses.fields(self):
-            setattr(self, f.name, _coerce(f.name, getattr(self, f.name), hints[f.name]))
-        self.validate()
-
-    # ---- validation --------------------------------------------------------------------
-    def validate(self) -> None:
-        """Check every value; raise :class:`ConfigError` naming the option and what is allowed."""
-        _choice("dataset", self.dataset, DATASETS)
-        _choice("pixel", self.pixel, PIXEL_LOSSES)
-        _choice("gan_mode", self.gan_mode, GAN_MODES)
-        _choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
-        _choice("precision", self.precision, PRECISIONS)
-        _choice("select_metric", self.select_metric, tuple(SELECT_METRICS))
-        if not re.fullmatch(DEVICE_PATTERN, self.device):
-            raise ConfigError(f"option 'device' must be one of auto, cpu, cuda, cuda:N, mps; got {self.device!r}")
-        for name in ("image_size", "batch_size", "epochs", "eval_every", "eval_batch_size", "toy_images", "d_width",
-                     "d_collapse_patience"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"option {name!r} must be an integer >= 1; got {getattr(self, name)!r}")
-        for name in ("workers", "num_samples", "seed", "threads"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"option {name!r} must be an integer >= 0; got {getattr(self, name)!r}")
-        if self.max_images is not None and self.max_images < 1:
-            raise ConfigError(f"option 'max_images' must be >= 1 or none; got {self.max_images!r}")
-        for name in ("lr", "d_lr"):
-            if not getattr(self, name) > 0:
-                raise ConfigError(f"option {name!r} must be > 0; got {getattr(self, name)!r}")
-        for name in ("alpha", "beta", "theta", "d_collapse_threshold"):
-            if not getattr(self, name) >= 0:
-                raise ConfigError(f"option {name!r} must be >= 0; got {getattr(self, name)!r}")
-        if self.alpha == 0 and self.beta == 0 and self.theta == 0:
-            raise ConfigError("options 'alpha', 'beta', 'theta' are all 0: the generator would learn nothing")
-        if not all(0 <= b < 1 for b in self.betas):
-            raise ConfigError(f"option 'betas' must be two numbers in [0, 1); got {self.betas!r}")
-        if self.grad_clip is not None and not self.grad_clip > 0:
-            raise ConfigError(f"option 'grad_clip' must be > 0 or none; got {self.grad_clip!r}")
-        if self.select_metric == "fid" and not self.eval_fid:
-            raise ConfigError("option 'select_metric' is 'fid' but 'eval_fid' is false: set eval_fid=true")
-        if self.select_metric == "lpips" and not self.eval_lpips:
-            raise ConfigError("option 'select_metric' is 'lpips' but 'eval_lpips' is false: set eval_lpips=true")
-        if self.beta > 0 and not self.perceptual_layers:
-            raise ConfigError("option 'perceptual_layers' is empty while beta > 0; name at least one VGG16 layer")
-        from lib.pretrained import VGG16_LAYERS
-
-        for layer in self.perceptual_layers:
-            _choice("perceptual_layers", layer, tuple(VGG16_LAYERS))
-        if self.resume is not None and self.resume != "auto" and not self.resume.endswith((".pt", ".pth")):
-            raise ConfigError(f"option 'resume' must be 'auto', none or a .pt checkpoint path; got {self.resume!r}")
-        ucfg = self.unet_config()
-        if self.image_size % ucfg.multiple:
-            raise ConfigError(
-                f"option 'image_size' ({self.image_size}) must be divisible by 2**model.depth = {ucfg.multiple}"
-            )
-        self.disc_config()
-
-    def check_paths(self) -> None:
-        """Check the files and folders the config names (data root, resume checkpoint) exist;
-        :class:`ConfigError` otherwise. Separate from ``validate`` so a config read from a
-        checkpoint made elsewhere still loads."""
-        if self.dataset != "toy":
-            from lib.data import resolve_data_root
-
-            try:
-                root = resolve_data_root(self.data_root)
-            except FileNotFoundError as e:
-                raise ConfigError(f"option 'data_root': {e}") from None
-            if root is None and self.dataset == "folder":
-                raise ConfigError("option 'dataset' is 'folder' but no face folder was found (data_root, "
-                                  "$CELEBAHQ_DIR, data/celeba_hq/); set data_root or use dataset=toy or auto")
-        if self.resume not in (None, "auto") and not Path(self.resume).is_file():
-            raise ConfigError(f"option 'resume': checkpoint {self.resume!r} does not exist")
-
-    def unet_config(self):
-        """The generator's ``UNetConfig``: its defaults overridden by ``self.model``."""
-        from lib.models import UNetConfig
-
-        return _nested_config("model", UNetConfig, self.model)
-
-    def disc_config(self):
-        """The discriminator's ``DiscriminatorConfig`` (``ndf = d_width`` plus ``self.discriminator``)."""
-        from lib.models import DiscriminatorConfig
-
-        if "ndf" in self.discriminator:
-            raise ConfigError("set the discriminator width with option 'd_width', not 'discriminator.ndf'")
-        return _nested_config("discriminator", DiscriminatorConfig, {"ndf": self.d_width, **self.discriminator})
-
-    # ---- (de)serialisation -------------------------------------------------------------
-    def to_dict(self) -> dict[str, Any]:
-        """Plain python values only (so a checkpoint holding it loads with ``weights_only=True``)."""
-        return _plain(dataclasses.asdict(self))
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
-        """Build from a dict; unknown keys raise :class:`ConfigError` with the closest valid names."""
-        if not isinstance(d, dict):
-            raise ConfigError(f"a training config must be a mapping of option: value, got {type(d).__name__}")
-        known = [f.name for f in dataclasses.fields(cls)]
-        for key in d:
-            if key not in known:
-                raise ConfigError(_unknown_option(key, known))
-        return cls(**d)
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> "TrainConfig":
-        """Read a ``.yaml``/``.yml`` or ``.json`` file."""
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file {str(path)!r} does not exist")
-        text = path.read_text()
-        if path.suffix.lower() == ".json":
-            data = json.loads(text)
-        elif path.suffix.lower() in (".yaml", ".yml"):
-            import yaml
-
-            data = yaml.safe_load(text) or {}
-        else:
-            raise ConfigError(f"config file {str(path)!r} must end in .yaml, .yml or .json")
-        return cls.from_dict(data)
-
-    def save(self, path: str | os.PathLike) -> Path:
-        """Write as YAML (``.yaml``/``.yml``) or JSON (``.json``), atomically."""
-        path = Path(path)
-        data = self.to_dict()
-        if path.suffix.lower() == ".json":
-            text = json.dumps(data, indent=2) + "\n"
-        else:
-            import yaml
-
-            text = yaml.safe_dump(data, sort_keys=False)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        tmp.write_text(text)
-        os.replace(tmp, path)
-        return path
-
-    def with_overrides(self, overrides: list[str] | None) -> "TrainConfig":
-        """A copy with ``["key=value", "model.ndims=32", ...]`` applied (the CLI's ``--set``)."""
-        data = self.to_dict()
-        for item in overrides or []:
-            if "=" not in item:
-                raise ConfigError(f"--set expects key=value, got {item!r}")
-            key, value = (s.strip() for s in item.split("=", 1))
-            top, _, sub = key.partition(".")
-            if top not in data:
-                raise ConfigError(_unknown_option(top, list(data)))
-            if sub:
-                if not isinstance(data[top], dict):
-                    raise ConfigError(f"option {top!r} has no sub-options; use --set {top}=VALUE")
-                data[top] = {**data[top], sub: _yaml_scalar(value)}
-            else:
-                data[top] = value  # coerced to the field's type by __post_init__
-        return TrainConfig.from_dict(data)
-
-    def diff(self, other: "TrainConfig | dict") -> dict[str, tuple[Any, Any]]:
-        """``{option: (self's value, other's value)}`` for every option that differs."""
-        a = _flatten(self.to_dict())
-        b = _flatten(other.to_dict() if isinstance(other, TrainConfig) else _plain(other))
-        return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
-
-
-def config_help() -> dict[str, str]:
-    """``{option: its one-line comment}`` read from the ``TrainConfig`` source (for ``--help``)."""
-    import inspect
-
-    out = {}
-    for line in inspect.getsource(TrainConfig).splitlines():
-        m = re.match(r"\s{4}(\w+): [^=]+=.*?  # (.*)$", line)
-        if m:
-            out[m.group(1)] = m.group(2).strip()
-    return out
-
-
-def _choice(name: str, value: Any, allowed: tuple) -> None:
-    if value not in allowed:
-        raise ConfigError(f"option {name!r} must be one of {', '.join(map(str, allowed))}; got {value!r}")
-
-
-def _unknown_option(key: str, known: list[str]) -> str:
-    close = difflib.get_close_matches(key, known, n=3)
-    hint = f" (did you mean {', '.join(close)}?)" if close else ""
-    return f"unknown option {key!r}{hint}; allowed options: {', '.join(known)}"
-
-
-def _nested_config(prefix: str, cls, overrides: dict):
-    hints = typing.get_type_hints(cls)
-    known = [f.name for f in dataclasses.fields(cls)]
-    kwargs = {}
-    for key, value in overrides.items():
-        if key not in known:
-            raise ConfigError(_unknown_option(f"{prefix}.{key}", [f"{prefix}.{k}" for k in known]))
-        kwargs[key] = _coerce(f"{prefix}.{key}", value, hints[key])
-    try:
-        return cls(**kwargs)
-    except (AssertionError, ValueError, TypeError) as e:
-        raise ConfigError(f"option {prefix!r}: {e}") from None
-
-
-def _yaml_scalar(text: str) -> Any:
-    import yaml
-
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
-
-
-_TRUE = ("true", "yes", "on", "1")
-_FALSE = ("false", "no", "off", "0")
-
-
-def _coerce(name: str, value: Any, tp: Any) -> Any:
-    """Convert ``value`` (from YAML, JSON or the command line) to the annotated type ``tp``."""
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if origin in (typing.Union, types.UnionType):
-        if value is None or (isinstance(value, str) and value.strip().lower() in ("none", "null", "~", "")):
-            if type(None) in args:
-                return None
-            raise ConfigError(f"option {name!r} cannot be none")
-        inner = [a for a in args if a is not type(None)]
-        return _coerce(name, value, inner[0])
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, int) and value in (0, 1):
-            return bool(value)
-        if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
-            return value.strip().lower() in _TRUE
-        raise ConfigError(f"option {name!r} must be true or false; got {value!r}")
-    if tp is int:
-        try:
-            if isinstance(value, bool):
-                raise ValueError
-            f = float(value)
-            if not f.is_integer():
-                raise ValueError
-            return int(f)
-        except (TypeError, ValueError):
-            raise ConfigError(f"option {name!r} must be an integer; got {value!r}") from None
-    if tp is float:
-        try:
-            if isinstance(value, bool):
-                raise ValueError
-            return float(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"option {name!r} must be a number; got {value!r}") from None
-    if tp is str:
-        if isinstance(value, (dict, list, tuple)):
-            raise ConfigError(f"option {name!r} must be a string; got {value!r}")
-        return str(value)
-    if origin is tuple:
-        if isinstance(value, str):
-            parsed = _yaml_scalar(value)
-            value = parsed if isinstance(parsed, list) else [v for v in value.strip("()[] ").split(",") if v.strip()]
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"option {name!r} must be a list (e.g. a,b); got {value!r}")
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_coerce(name, v, args[0]) for v in value)
-        if len(value) != len(args):
-            raise ConfigError(f"option {name!r} must have {len(args)} values; got {list(value)!r}")
-        return tuple(_coerce(name, v, t) for v, t in zip(value, args))
-    if tp is dict or origin is dict:
-        if isinstance(value, str):
-            value = _yaml_scalar(value)
-        if not isinstance(value, dict):
-            raise ConfigError(f"option {name!r} must be a mapping (e.g. {{ndims: 32}}); got {value!r}")
-        return dict(value)
-    return value
-
-
-def _plain(x: Any) -> Any:
-    """Tuples -> lists, recursively: JSON/YAML-safe and weights_only-safe."""
-    if isinstance(x, dict):
-        return {str(k): _plain(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_plain(v) for v in x]
-    return x
-
-
-def _flatten(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
-# ======================================================================================
-# Device, precision, seeding, distributed
-# ======================================================================================
-def pick_device(requested: str = "auto", local_rank: int = 0) -> torch.device:
-    """The device, chosen once: ``auto`` means cuda > mps > cpu. Taught in ``notebooks/08_training.ipynb``."""
-    if requested == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", local_rank)
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    dev = torch.device(requested)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("option 'device' is 'cuda' but no CUDA GPU is available; use auto or cpu")
-    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise ConfigError("option 'device' is 'mps' but MPS is not available; use auto or cpu")
-    if dev.type == "cuda" and dev.index is None:
-        dev = torch.device("cuda", local_rank)
-    return dev
-
-
-def cpu_has_native_bf16() -> bool:
-    """True when the CPU computes bf16 natively (AVX512-BF16 or AMX), where bf16 autocast pays."""
-    for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"):
-        fn = getattr(torch.cpu, name, None)
-        try:
-            if fn is not None and fn():
-                return True
-        except Exception:  # noqa: BLE001: a private probe; absent or failing means no
-            pass
-    return False
-
-
-def resolve_precision(requested: str, device: torch.device) -> str:
-    """The training precision for this device: ``fp32``, ``bf16`` or ``fp16``.
-
-    ``auto``: bf16 autocast on GPUs that support it (Ampere and later), fp16 with a
-    ``GradScaler`` on older GPUs; on CPU bf16 autocast where the CPU has native bf16
-    (AVX512-BF16 / AMX: measured 1.3x faster per step than fp32 for the seed model at
-    64x64 on such a CPU, with the same val PSNR after 150 steps), fp32 elsewhere (emulated
-    bf16 is slower); fp32 on MPS. Evaluation always runs in fp32.
-    """
-    if requested == "auto":
-        if device.type == "cuda":
-            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        if device.type == "cpu" and cpu_has_native_bf16():
-            return "bf16"
-        return "fp32"
-    if requested == "fp16" and device.type == "cpu":
-        raise ConfigError("option 'precision' is 'fp16', which needs a GPU; on CPU use fp32 or bf16")
-    if requested == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise ConfigError("option 'precision' is 'bf16' but this GPU does not support it; use fp16 or auto")
-    return requested
-
-
-def resolve_channels_last(requested: bool | None, device: torch.device) -> bool:
-    """Channels-last (NHWC) memory format for the networks and the perceptual loss's VGG.
-
-    ``None`` (auto): on for CUDA (tensor-core convolutions want NHWC) and CPU (oneDNN runs
-    NHWC convolutions and pooling without reorders; the seed training step at 128x128
-    measured faster so on the 2-core test machine, docs/performance.md); off on MPS (not
-    measured). Taught in ``notebooks/08_training.ipynb``.
-    """
-    return bool(requested) if requested is not None else device.type in ("cuda", "cpu")
-
-
-_DEFAULT_THREADS = torch.get_num_threads()  # torch's own choice (one per core, or $OMP_NUM_THREADS), read at import
-_AUTO_THREADS: int | None = None  # the thread count a trainer last chose automatically (not the user's own setting)
-
-
-def resolve_threads(requested: int, device: torch.device) -> int:
-    """Torch CPU threads for a run: ``requested`` when > 0, else (auto) one per core that is
-    not already busy.
-
-    OpenMP threads meet at a barrier after every operator; when another process holds one of
-    the cores, each barrier waits for a descheduled thread. On the 2-core test machine with
-    one other busy process, the seed step at 64x64 took 0.40 s on one thread and 9.7 s on two
-    (docs/performance.md). Auto counts the busy cores as the smaller of the 1-minute load
-    average and the processes running right now besides this one (``/proc/loadavg``; the
-    load average alone would also count this process's own earlier work). It never goes
-    above the current ``torch.get_num_threads()`` a user set (only above what an earlier
-    auto choice lowered it to), and keeps it when nothing else runs. On a GPU run the CPU
-    only feeds data: the current setting is kept. Taught in ``notebooks/08_training.ipynb``.
-    """
-    if requested > 0:
-        return requested
-    current = torch.get_num_threads()
-    default = _DEFAULT_THREADS if current == _AUTO_THREADS else current
-    if device.type != "cpu":
-        return current
-    try:
-        load = os.getloadavg()[0]
-        with open("/proc/loadavg") as f:
-            running_others = int(f.read().split()[3].split("/")[0]) - 1  # this process is running
-        busy = min(load, max(running_others, 0))
-    except (OSError, ValueError, IndexError, AttributeError):
-        return default
-    return max(1, min(default, int(default - busy + 0.5)))
-
-
-def resolve_compile(requested: bool | None, device: torch.device) -> bool:
-    """Whether to ``torch.compile`` the networks.
-
-    ``None`` (auto): on for CUDA when Triton is importable (fused element-wise kernels; the
-    first steps compile for a minute or two); off on CPU, where the seed step with bf16 and
-    channels-last measured no faster compiled (docs/performance.md), and off on MPS.
-    Taught in ``notebooks/08_training.ipynb``.
-    """
-    if requested is not None:
-        return bool(requested)
-    if device.type != "cuda":
-        return False
-    import importlib.util
-
-    return importlib.util.find_spec("triton") is not None
-
-
-_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-def seed_everything(seed: int) -> None:
-    """Seed python's ``random``, numpy and torch (all devices)."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def _worker_init(worker_id: int) -> None:
-    """Seed numpy and ``random`` in a DataLoader worker from torch's per-worker seed."""
-    seed = torch.initial_seed() % 2**32
-    np.random.seed(seed)
-    random.seed(seed)
-
-
-def _rng_state() -> dict:
-    keys = np.random.get_state()
-    state = {
-        "python": random.getstate(),
-        "numpy": {"keys": torch.from_numpy(keys[1].astype(np.int64)), "pos": int(keys[2]),
-                  "has_gauss": int(keys[3]), "cached_gaussian": float(keys[4])},
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict) -> None:
-    py = state["python"]
-    random.setstate((py[0], tuple(py[1]), py[2]))
-    n = state["numpy"]
-    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"]))
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        with contextlib.suppress(Exception):
-            torch.cuda.set_rng_state_all(state["cuda"])
-
-
-@dataclass
-class DistInfo:
-    """Where this process stands in a ``torchrun`` job (world_size 1 = a plain run)."""
-
-    rank: int = 0  # global rank of this process
-    local_rank: int = 0  # rank on this machine (picks the GPU)
-    world_size: int = 1  # number of processes
-
-    @property
-    def enabled(self) -> bool:
-        return self.world_size > 1
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    @classmethod
-    def from_env(cls) -> "DistInfo":
-        """Read ``RANK``, ``LOCAL_RANK`` and ``WORLD_SIZE`` as set by ``torchrun``."""
-        return cls(int(os.environ.get("RANK", 0)), int(os.environ.get("LOCAL_RANK", 0)),
-                   int(os.environ.get("WORLD_SIZE", 1)))
-
-
-def _all_reduce(t: Tensor, op: str = "sum") -> Tensor:
-    import torch.distributed as dist
-
-    dist.all_reduce(t, op={"sum": dist.ReduceOp.SUM, "max": dist.ReduceOp.MAX}[op])
-    return t
-
-
-def _barrier(info: DistInfo) -> None:
-    if info.enabled:
-        import torch.distributed as dist
-
-        dist.barrier()
-
-
-# ======================================================================================
-# Checkpoints
-# ======================================================================================
-def save_checkpoint(state: dict, path: str | os.PathLike) -> Path:
-    """Write ``state`` atomically: a temporary file in the same folder, fsync, then rename.
-
-    A crash or a kill mid-write leaves the previous checkpoint intact.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        torch.save(state, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    return path
-
-
-def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
-    """Read a checkpoint with ``weights_only=True`` (no arbitrary code runs on load)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
-    state = torch.load(path, map_location=map_location, weights_only=True)
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{str(path)!r} is not a training checkpoint of this project (format {CHECKPOINT_FORMAT})")
-    return state
-
-
-def load_state_checked(module: nn.Module, state_dict: dict, *, what: str = "model",
-                       saved_config: dict | None = None, current_config: dict | None = None) -> None:
-    """``module.load_state_dict(state_dict)``, but a mismatch raises :class:`CheckpointMismatchError`
-    listing the missing and unexpected keys, the shape differences, and the config differences.
-    """
-    own = module.state_dict()
-    missing = [k for k in own if k not in state_dict]
-    unexpected = [k for k in state_dict if k not in own]
-    shapes = [(k, tuple(state_dict[k].shape), tuple(v.shape)) for k, v in own.items()
-              if k in state_dict and tuple(state_dict[k].shape) != tuple(v.shape)]
-    if missing or unexpected or shapes:
-        lines = [f"the checkpoint's {what} does not fit this {what} (another architecture):"]
-
-        def _some(keys, n=12):
-            return ", ".join(keys[:n]) + (f", ... ({len(keys) - n} more)" if len(keys) > n else "")
-
-        if shapes:
-            lines.append(f"  {len(shapes)} shape mismatch(es) (checkpoint vs current):")
-            lines += [f"    {k}: {a} vs {b}" for k, a, b in shapes[:12]]
-            if len(shapes) > 12:
-                lines.append(f"    ... ({len(shapes) - 12} more)")
-        if missing:
-            lines.append(f"  {len(missing)} key(s) missing from the checkpoint: {_some(missing)}")
-        if unexpected:
-            lines.append(f"  {len(unexpected)} unexpected key(s) in the checkpoint: {_some(unexpected)}")
-        if saved_config is not None and current_config is not None:
-            a, b = _flatten(_plain(saved_config)), _flatten(_plain(current_config))
-            diffs = [f"    {k}: {a.get(k)!r} (checkpoint) vs {b.get(k)!r} (current)"
-                     for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
-            lines.append("  config differences:" if diffs else "  the configs are equal (the code changed?)")
-            lines += diffs
-        raise CheckpointMismatchError("\n".join(lines))
-    module.load_state_dict(state_dict)
-
-
-def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu"):
-    """The generator of a checkpoint, built from the config stored inside it, in eval mode.
-
-    Returns ``(model, checkpoint_dict)``. Taught in ``notebooks/08_training.ipynb``.
-    """
-    from lib.models import UNet, UNetConfig
-
-    ckpt = load_checkpoint(path)
-    model = UNet(UNetConfig.from_dict(ckpt["model_config"]))
-    load_state_checked(model, ckpt["model"], what="generator", saved_config={"model": ckpt["model_config"]},
-                       current_config={"model": _plain(model.config.to_dict())})
-    return model.to(device).eval(), ckpt
 
 
 # ======================================================================================
@@ -827,12 +205,7 @@ class Trainer:
             raise ConfigError(f"option 'batch_size' ({cfg.batch_size}) must be divisible by the number of "
                               f"processes ({self.dist.world_size})")
         self.local_batch = cfg.batch_size // self.dist.world_size
-        self.threads = resolve_threads(cfg.threads, self.device)
-        if self.threads != torch.get_num_threads():
-            torch.set_num_threads(self.threads)
-            if not cfg.threads:
-                global _AUTO_THREADS
-                _AUTO_THREADS = self.threads
+        self.threads = apply_threads(cfg.threads, self.device)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
             torch.backends.cuda.matmul.allow_tf32 = True

@@ -113,9 +113,9 @@ def test_auto_threads_leave_busy_cores_alone(monkeypatch, load, running, expecte
     import builtins
     import io
 
-    import lib.train
+    import lib.runtime
 
-    monkeypatch.setattr(lib.train, "_DEFAULT_THREADS", 2)
+    monkeypatch.setattr(lib.runtime, "_DEFAULT_THREADS", 2)
     torch.set_num_threads(2)  # (the autouse fixture restores it)
     monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))
     real_open = builtins.open
@@ -125,7 +125,7 @@ def test_auto_threads_leave_busy_cores_alone(monkeypatch, load, running, expecte
     assert resolve_threads(3, CPU) == 3, "an explicit number is kept"
     torch.set_num_threads(1)
     assert resolve_threads(0, CPU) == 1, "auto never raises a thread count the user set"
-    monkeypatch.setattr(lib.train, "_AUTO_THREADS", 1)
+    monkeypatch.setattr(lib.runtime, "_AUTO_THREADS", 1)
     assert resolve_threads(0, CPU) == expected, "... but may raise what an earlier auto choice lowered"
 
 

@@ -145,13 +145,13 @@ def test_every_config_field_has_a_help_comment():
 
 
 def test_device_and_precision_choice(monkeypatch):
-    import lib.train
+    import lib.runtime
 
     cpu = pick_device("cpu")
     assert cpu.type == "cpu"
-    monkeypatch.setattr(lib.train, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr(lib.runtime, "cpu_has_native_bf16", lambda: False)
     assert resolve_precision("auto", cpu) == "fp32", "emulated bf16 is slower: fp32 on such CPUs"
-    monkeypatch.setattr(lib.train, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(lib.runtime, "cpu_has_native_bf16", lambda: True)
     assert resolve_precision("auto", cpu) == "bf16", "bf16 autocast where the CPU has it natively"
     assert resolve_precision("bf16", cpu) == "bf16"
     with pytest.raises(ConfigError, match="fp16"):
