@@ -123,6 +123,27 @@ def _measure_row(size: int, batch: int, dev: torch.device, min_time: float, max_
     return row
 
 
+def _before_rows(size: int, batch: int, dev: torch.device, min_time: float, max_iters: int | None,
+                 precision: str) -> list[dict]:
+    """The fast eager path with one of this project's optimisations undone, for a side-by-side
+    "before": the VGG16 of the perceptual loss left in NCHW while the networks are channels-last,
+    and the feature L1 through ``F.l1_loss`` (autocast copies bf16 features to fp32 first)."""
+    import torch.nn.functional as F
+
+    rows = []
+    for what in ("VGG16 kept NCHW (before)", "feature L1 in fp32 via autocast (before)"):
+        tr = make_trainer(size, batch, str(dev), precision=precision, channels_last=True, compile=False)
+        if what.startswith("VGG16"):
+            tr.criterion.to(memory_format=torch.contiguous_format)
+        elif tr.criterion.perceptual is not None:
+            tr.criterion.perceptual._dist = F.l1_loss
+        r = time_step(tr, first_batch(tr), min_time, 1, max_iters)
+        r["variant"] = what
+        rows.append(r)
+        del tr
+    return rows
+
+
 def run(sizes=(64, 128, 256), batch: int | None = None, device: str = "auto", min_time: float = 4.0,
         options: bool = False, options_size: int = 128, with_compile: bool = False, max_iters: int | None = None,
         gan: bool = False) -> dict:
@@ -148,6 +169,9 @@ def run(sizes=(64, 128, 256), batch: int | None = None, device: str = "auto", mi
             r = time_step(tr, first_batch(tr), min_time, 3 if comp else 1, max_iters)
             option_rows.append(r)
             del tr
+        if has_bf16 or dev.type == "cuda":  # this project's own changes, undone one at a time ("before")
+            option_rows += _before_rows(options_size, batch, dev, min_time, max_iters,
+                                        "bf16" if has_bf16 else "fp32")
         base = option_rows[0]["img_per_s"]
         for r in option_rows:
             r["speedup"] = r["img_per_s"] / base
@@ -186,7 +210,8 @@ def format_tables(result: dict) -> str:
         text += f"\n\nEach option at {result['options_size']}x{result['options_size']}, batch {result['batch']}\n"
         text += markdown_table(
             ["precision", "channels-last", "compile", "img/s", "s/step", "first step (s)", "vs eager fp32 NCHW"],
-            [[r["precision"], "yes" if r["channels_last"] else "no", "yes" if r["compile"] else "no",
+            [[r["precision"], ("yes" if r["channels_last"] else "no") + (f", {r['variant']}" if "variant" in r else ""),
+              "yes" if r["compile"] else "no",
               f"{r['img_per_s']:.2f}", f"{r['seconds_per_step']:.3f}", f"{r['first_step_s']:.1f}",
               f"{r['speedup']:.2f}x"] for r in result["options"]])
     return text
