@@ -32,3 +32,22 @@ def celebahq_dir() -> Path:
     if root is None:
         pytest.skip("real-face test: set CELEBAHQ_DIR to a CelebA-HQ folder (CI uses ../shared/data/celebahq-5k)")
     return root
+
+
+@pytest.fixture
+def one_thread():
+    """Run the test on one torch thread, then restore the setting.
+
+    Tiny models gain nothing from a second thread, and on a busy 2-core machine two
+    spinning OpenMP threads make each step several times slower.
+    """
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture
+def private_cache(tmp_path_factory, monkeypatch):
+    """Point ``FACECOLOR_CACHE`` (uint8 images, mean faces, probes) at a folder of this test session."""
+    monkeypatch.setenv("FACECOLOR_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))

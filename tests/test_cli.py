@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 
 from lib.__main__ import main
@@ -25,19 +24,7 @@ from lib.train import TrainConfig, config_help, load_checkpoint
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def _private_cache(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("FACECOLOR_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # tiny models gain nothing from a second thread, and on a busy 2-core machine two
-    # spinning OpenMP threads make each step several times slower
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread", "private_cache")
 
 
 def write_config(path: Path, **kw) -> Path:

@@ -14,12 +14,7 @@ from lib.models import UNet, UNetConfig
 from lib.train import TrainConfig, Trainer, load_generator
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture

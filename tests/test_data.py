@@ -37,9 +37,6 @@ from lib.data import (
     split_of,
 )
 
-# torchvision 0.29 deprecates its image decoders (lib.data silences this outside pytest)
-pytestmark = pytest.mark.filterwarnings("ignore:The image decoding and encoding capabilities:DeprecationWarning")
-
 S = 32  # image size for the synthetic-folder tests: small keeps them fast
 
 

@@ -59,20 +59,7 @@ def toy_sets():
     return out
 
 
-@pytest.fixture(autouse=True)
-def _private_cache(tmp_path_factory, monkeypatch):
-    # the mean-face cache is keyed by dataset identity; keep these tests' entries private
-    monkeypatch.setenv("FACECOLOR_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # tiny models gain nothing from a second thread, and on a busy 2-core machine two
-    # spinning OpenMP threads make each step several times slower
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread", "private_cache")
 
 
 def tiny(tmp_path, **kw) -> TrainConfig:
