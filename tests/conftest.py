@@ -51,3 +51,15 @@ def one_thread():
 def private_cache(tmp_path_factory, monkeypatch):
     """Point ``FACECOLOR_CACHE`` (uint8 images, mean faces, probes) at a folder of this test session."""
     monkeypatch.setenv("FACECOLOR_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+@pytest.fixture(scope="session")
+def perceptual():
+    """The VGG16 perceptual loss (default layers), built once; skipped when no weights source works."""
+    import lib.pretrained
+    from lib.losses import PerceptualLoss
+
+    try:
+        return PerceptualLoss()
+    except lib.pretrained.WeightsUnavailableError as e:
+        pytest.skip(str(e))

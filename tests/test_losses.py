@@ -22,14 +22,6 @@ def faces() -> tuple[torch.Tensor, torch.Tensor]:
     return rgb_to_lab_norm(rgb)  # (2, 1, 64, 64), (2, 2, 64, 64)
 
 
-@pytest.fixture(scope="module")
-def perceptual() -> PerceptualLoss:
-    try:
-        return PerceptualLoss()
-    except lib.pretrained.WeightsUnavailableError as e:
-        pytest.skip(str(e))
-
-
 def test_pixel_loss_is_l1_or_l2_on_normalised_ab():
     a, b = torch.randn(2, 2, 8, 8), torch.randn(2, 2, 8, 8)
     assert torch.isclose(PixelLoss("l1")(a, b), (a - b).abs().mean())

@@ -12,21 +12,12 @@ import torch
 import lib.color
 import lib.pretrained
 from lib.color import lab_to_rgb, rgb_to_lab
-from lib.losses import PerceptualLoss
 from lib.train import resolve_channels_last, resolve_compile, resolve_threads
 
 CPU, CUDA, MPS = torch.device("cpu"), torch.device("cuda", 0), torch.device("mps")
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture(scope="module")
-def perceptual() -> PerceptualLoss:
-    try:
-        return PerceptualLoss()
-    except lib.pretrained.WeightsUnavailableError as e:
-        pytest.skip(str(e))
 
 
 # --- lib.color: chunked conversion and cached constants -------------------------------------
