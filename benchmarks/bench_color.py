@@ -17,10 +17,6 @@ Run: ``python -m benchmarks.bench_color`` (``--help`` for options). Prints a tab
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -28,7 +24,7 @@ from skimage import color as skcolor
 from skimage import data as skdata
 
 import lib.color
-from benchmarks.common import timed
+from benchmarks.common import machine_info, timed, write_result
 from lib.color import lab_to_rgb, rgb_to_lab
 
 
@@ -113,16 +109,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-n", type=int, default=64, help="images per batch (default 64)")
     p.add_argument("--size", type=int, default=256, help="image side (default 256)")
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--out", default="results/bench-color.json")
+    p.add_argument("--out", default=None, help="JSON path (default: results/bench-color.json)")
     args = p.parse_args(argv)
     result = run(args.n, args.size, args.repeats)
-    result["machine"] = {"cpu_count": os.cpu_count(), "platform": platform.platform(),
-                         "torch": torch.__version__, "load_avg_1min": os.getloadavg()[0]}
+    result["machine"] = machine_info()
     print(format_table(result))
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
-    print(f"wrote {out}")
+    print(f"wrote {write_result('color', result, args.out)}")
     return 0
 
 

@@ -18,9 +18,7 @@ Run: ``python -m benchmarks.bench_data [--data DIR]`` (default: ``$CELEBAHQ_DIR`
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import tempfile
 import time
 import warnings
@@ -29,6 +27,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
+from benchmarks.common import machine_info, write_result
 from lib.data import DataWarning, FaceFolder, ToyFaces, resolve_data_root
 
 
@@ -139,20 +138,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n", type=int, default=512, help="images in the subset (default 512)")
     p.add_argument("--size", type=int, default=128)
     p.add_argument("--epochs", type=int, default=2)
-    p.add_argument("--out", default="results/bench-data.json")
+    p.add_argument("--out", default=None, help="JSON path (default: results/bench-data.json)")
     args = p.parse_args(argv)
     root = resolve_data_root(args.data)
     result = run(root, args.n, args.size, args.epochs)
-    result["machine"] = {"cpu_count": os.cpu_count(), "platform": platform.platform(),
-                         "torch": torch.__version__, "load_avg_1min": os.getloadavg()[0]}
+    result["machine"] = machine_info()
     print(format_table(result))
     if root is not None:
         result["epochs"] = epoch_rates(root, args.n, args.size)
         print(format_epochs_table(result["epochs"]))
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
-    print(f"wrote {out}")
+    print(f"wrote {write_result('data', result, args.out)}")
     return 0
 
 
