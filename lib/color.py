@@ -213,7 +213,7 @@ def lab_norm_to_rgb(l_n: Tensor, ab_n: Tensor) -> Tensor:
     Metrics and the perceptual loss see RGB rebuilt from the *true* L and the *predicted*
     ab (DESIGN.md section 2). Taught in ``01_color_spaces``.
     """
-    if l_n.shape[-3] != 1 or ab_n.shape[-3] != 2:
+    if l_n.dim() < 3 or ab_n.dim() < 3 or l_n.shape[-3] != 1 or ab_n.shape[-3] != 2:
         raise ValueError(f"expected L (..., 1, H, W) and ab (..., 2, H, W), got {tuple(l_n.shape)} and {tuple(ab_n.shape)}")
     lab = torch.cat((denormalize_l(l_n), denormalize_ab(ab_n)), dim=-3)  # (..., 3, H, W)
     return lab_to_rgb(lab)

@@ -234,3 +234,5 @@ def test_lab_norm_to_rgb_bad_channels():
         lab_norm_to_rgb(torch.zeros(2, 4, 4), torch.zeros(2, 4, 4))
     with pytest.raises(ValueError, match="expected L"):
         lab_norm_to_rgb(torch.zeros(1, 4, 4), torch.zeros(3, 4, 4))
+    with pytest.raises(ValueError, match="expected L"):  # no channel axis at all: the same message
+        lab_norm_to_rgb(torch.zeros(4, 4), torch.zeros(4, 4))
