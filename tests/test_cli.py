@@ -166,3 +166,15 @@ def test_ctrl_c_mid_epoch_saves_a_loadable_checkpoint_and_exits_cleanly(tmp_path
     assert ckpt["epoch"] == 0 and 3 <= ckpt["batch_in_epoch"] < 200
     assert ckpt["step"] == ckpt["batch_in_epoch"]
     assert not [p for p in (tmp_path / "run").iterdir() if "tmp" in p.name]
+
+
+def test_demo_writes_the_readme_figures_on_toy_faces(tmp_path, capsys, monkeypatch):
+    import lib.data
+
+    monkeypatch.delenv("CELEBAHQ_DIR", raising=False)
+    monkeypatch.setattr(lib.data, "REPO_ROOT", tmp_path)  # no data/celeba_hq/ there: ToyFaces
+    assert main(["demo", "--out", str(tmp_path / "figs")]) == 0
+    out = capsys.readouterr().out
+    assert "using ToyFaces" in out and "3,300,326" in out, "names the stand-in data and the seed model's size"
+    for name in ("data_samples.png", "unet_architecture.png"):
+        assert (tmp_path / "figs" / name).stat().st_size > 10_000, name
