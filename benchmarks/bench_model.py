@@ -21,23 +21,12 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.common import matmul_gflops as common_matmul_gflops
+from benchmarks.common import matmul_gflops
 from benchmarks.common import timed
 from lib.models import UNet, UNetConfig
 from lib.models.summary import count_flops
 
 DEFAULT_BATCH = {64: 16, 128: 8, 256: 2}
-
-
-def _timed(fn, min_time: float, min_iters: int = 3, warmup: int = 1, best: bool = False) -> float:
-    """Median (or, with ``best``, the fastest) seconds per call (``benchmarks.common.timed``)."""
-    return timed(fn, min_time, min_iters=min_iters, warmup=warmup, best=best)
-
-
-def matmul_gflops(n: int = 1024, min_time: float = 1.0) -> float:
-    """fp32 ``n x n`` matmul GFLOP/s of the fastest call: the machine's practical peak (the model
-    rows use the median step instead); ``benchmarks.common.matmul_gflops``."""
-    return common_matmul_gflops(torch.float32, "cpu", n=n, min_time=min_time)
 
 
 def bench_size(cfg: UNetConfig, size: int, batch: int, channels_last: bool, min_time: float) -> dict:
@@ -51,7 +40,7 @@ def bench_size(cfg: UNetConfig, size: int, batch: int, channels_last: bool, min_
         model.zero_grad(set_to_none=True)
         model(x).square().mean().backward()
 
-    sec = _timed(step, min_time)
+    sec = timed(step, min_time)  # median seconds per step
     return {"batch": batch, "seconds_per_step": sec, "img_per_s": batch / sec}
 
 
@@ -75,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
 
     cfg = UNetConfig()  # the seed configuration
     load_before = os.getloadavg()[0]  # other processes on the machine skew every number below
-    peaks = [matmul_gflops()]
+    peaks = [matmul_gflops(torch.float32, "cpu")]  # fastest call: the machine's practical fp32 peak
     rows = []
     for size in args.sizes:
         batch = args.batch or DEFAULT_BATCH.get(size, 4)
@@ -86,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
             r["gflops_per_s"] = flops * r["img_per_s"] / 1e9
             row[name] = r
         rows.append(row)
-        peaks.append(matmul_gflops(min_time=0.5))  # re-measured: a shared machine's speed drifts
+        peaks.append(matmul_gflops(torch.float32, "cpu", min_time=0.5))  # re-measured: a shared machine's speed drifts
     # the reference is the best matmul rate seen in this run (the machine's practical fp32 peak)
     peak = max(peaks)
     for row in rows:

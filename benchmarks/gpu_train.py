@@ -39,6 +39,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # also runs as `python benchmarks/gpu_train.py` without PYTHONPATH
     sys.path.insert(0, str(REPO))
 
+from benchmarks.common import sync  # noqa: E402
 from lib.train import TrainConfig, Trainer, pick_device  # noqa: E402
 
 EPOCH_IMAGES = 28_000
@@ -95,11 +96,6 @@ def ensure_vgg() -> str:
 
         pretrained.vgg16_features = random_features
         return "random (weights unavailable offline; timing only)"
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def bench_variant(name: str, theta: float, args, datasets, device) -> dict:
