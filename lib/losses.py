@@ -1,7 +1,7 @@
 """Loss terms of the colorization generator and their weighted sum.
 
-Taught in ``notebooks/05_losses.ipynb``. The generator predicts normalised ab from
-normalised L (``lib.color``); its loss is
+Taught in ``notebooks/04_loss_functions.ipynb``. The generator predicts normalised ``ab_hat``
+from normalised L (``lib.color``); its loss is
 
     L_G = alpha * L_pixel + beta * L_perceptual + theta * L_GAN
 
@@ -9,7 +9,7 @@ with ``alpha = 100``, ``beta = 1``, ``theta = 0.08`` by default. Each term is a 
 ``nn.Module`` with its equation in the docstring. Our perceptual term uses ImageNet VGG16
 features (``lib.pretrained``); the reference study used FaceNet (InceptionResnetV1,
 VGGFace2) features at 160x160, whose weights cannot be had offline here, so perceptual
-numbers are not directly comparable with theirs (DESIGN.md section 2).
+numbers are not directly comparable with theirs.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lib import pretrained
 from lib.color import lab_norm_to_rgb
 
 __all__ = ["PixelLoss", "PerceptualLoss", "GANLoss", "ColorizationLoss", "IMAGENET_MEAN", "IMAGENET_STD"]
@@ -59,7 +60,7 @@ class PixelLoss(nn.Module):
 
     averaged over every pixel and both channels of the batch. L1 is the usual choice for
     colorization: L2 punishes large errors so hard that the model hedges towards grey.
-    Taught in ``notebooks/05_losses.ipynb``.
+    Taught in ``notebooks/04_loss_functions.ipynb``.
     """
 
     def __init__(self, kind: str = "l1"):
@@ -67,9 +68,9 @@ class PixelLoss(nn.Module):
         self.kind = kind
         self._dist = _distance(kind)
 
-    def forward(self, ab_pred: Tensor, ab_true: Tensor) -> Tensor:
-        assert ab_pred.shape == ab_true.shape, f"ab_pred {tuple(ab_pred.shape)} and ab_true {tuple(ab_true.shape)} must match"
-        return self._dist(ab_pred, ab_true)
+    def forward(self, ab_hat: Tensor, ab: Tensor) -> Tensor:
+        assert ab_hat.shape == ab.shape, f"ab_hat {tuple(ab_hat.shape)} and ab {tuple(ab.shape)} must match"
+        return self._dist(ab_hat, ab)
 
     def extra_repr(self) -> str:
         return f"kind={self.kind!r}"
@@ -82,14 +83,18 @@ class PerceptualLoss(nn.Module):
     $\hat{x} = \mathrm{rgb}(L, \hat{ab})$, $x = \mathrm{rgb}(L, ab)$. With $\phi_j$ the VGG16
     activation at layer $j$ (after ImageNet normalisation) and $w_j$ its weight,
 
-    $$\mathcal{L}_{perc} = \sum_j w_j \, \frac{1}{N_j} \lVert \phi_j(\hat{x}) - \phi_j(x) \rVert_1
+    $$\mathcal{L}_{perc} = \sum_j w_j \, \mathcal{L}_j, \qquad
+      \mathcal{L}_j = \frac{1}{N_j} \lVert \phi_j(\hat{x}) - \phi_j(x) \rVert_1
       \quad (\text{or the mean squared error for } \texttt{kind="l2"}).$$
+
+    ``layer_terms(l_n, ab_hat, ab)`` returns the unweighted ``L_j`` by layer name; ``forward``
+    their weighted sum.
 
     The target features are computed under ``no_grad``; VGG16 is truncated after the
     deepest layer used, frozen (``requires_grad=False``) and stays in eval mode even when
     the parent module is switched to ``.train()``, so gradients reach only the generator.
     ``features`` lets tests or notebooks pass their own (frozen) feature extractor.
-    Taught in ``notebooks/05_losses.ipynb``.
+    Taught in ``notebooks/04_loss_functions.ipynb``.
     """
 
     def __init__(
@@ -101,10 +106,8 @@ class PerceptualLoss(nn.Module):
         features: nn.Module | None = None,
     ):
         super().__init__()
-        from lib.pretrained import VGG16_LAYERS, vgg16_features
-
-        unknown = [name for name in layers if name not in VGG16_LAYERS]
-        assert not unknown, f"unknown VGG16 layers {unknown}; choose from {list(VGG16_LAYERS)}"
+        unknown = [name for name in layers if name not in pretrained.VGG16_LAYERS]
+        assert not unknown, f"unknown VGG16 layers {unknown}; choose from {list(pretrained.VGG16_LAYERS)}"
         assert len(layers) > 0, "PerceptualLoss needs at least one layer"
         layer_weights = tuple(1.0 for _ in layers) if layer_weights is None else tuple(float(w) for w in layer_weights)
         assert len(layer_weights) == len(layers), f"{len(layer_weights)} layer weights for {len(layers)} layers"
@@ -112,9 +115,9 @@ class PerceptualLoss(nn.Module):
         self.layer_weights = layer_weights
         self.kind = kind
         self._dist = _distance(kind)
-        self._index = {VGG16_LAYERS[name]: name for name in layers}  # features index -> layer name
+        self._index = {pretrained.VGG16_LAYERS[name]: name for name in layers}  # features index -> layer name
         cut = max(self._index)
-        self.vgg = features if features is not None else vgg16_features(weights_path, cut=cut)
+        self.vgg = features if features is not None else pretrained.vgg16_features(weights_path, cut=cut)
         for m in self.vgg.modules():
             if isinstance(m, nn.ReLU):
                 m.inplace = False  # an in-place ReLU would overwrite a captured conv output
@@ -153,15 +156,20 @@ class PerceptualLoss(nn.Module):
                 break
         return out
 
-    def forward(self, l_n: Tensor, ab_pred: Tensor, ab_true: Tensor) -> Tensor:
-        rgb_pred = lab_norm_to_rgb(l_n, ab_pred)  # (B, 3, H, W), differentiable w.r.t. ab_pred
+    def layer_terms(self, l_n: Tensor, ab_hat: Tensor, ab: Tensor) -> dict[str, Tensor]:
+        """The unweighted term ``L_j`` of every configured layer, by name (``"relu1_2"``, ...)."""
+        rgb_hat = lab_norm_to_rgb(l_n, ab_hat)  # (B, 3, H, W), differentiable w.r.t. ab_hat
         with torch.no_grad():
-            target = self.features(lab_norm_to_rgb(l_n, ab_true))  # name -> (B, C, h, w)
-        pred = self.features(rgb_pred)
-        loss = rgb_pred.new_zeros(())
-        for name, w in zip(self.layers, self.layer_weights):
-            loss = loss + w * self._dist(pred[name], target[name])
-        return loss
+            target = self.features(lab_norm_to_rgb(l_n, ab))  # name -> (B, C_j, h_j, w_j)
+        pred = self.features(rgb_hat)  # name -> (B, C_j, h_j, w_j)
+        return {name: self._dist(pred[name], target[name]) for name in self.layers}
+
+    def weighted_sum(self, layer_terms: dict[str, Tensor]) -> Tensor:
+        """``sum_j w_j L_j`` of ``layer_terms()``'s output."""
+        return sum(w * layer_terms[name] for name, w in zip(self.layers, self.layer_weights))
+
+    def forward(self, l_n: Tensor, ab_hat: Tensor, ab: Tensor) -> Tensor:
+        return self.weighted_sum(self.layer_terms(l_n, ab_hat, ab))
 
     def extra_repr(self) -> str:
         return f"layers={self.layers}, layer_weights={self.layer_weights}, kind={self.kind!r}"
@@ -181,7 +189,7 @@ class GANLoss(nn.Module):
     vanilla the generator form is the discriminator's "real" form, for hinge it differs,
     so prefer the explicit ``generator_loss(fake_logits)`` and
     ``discriminator_loss(real_logits, fake_logits)`` (which halves the sum, as pix2pix).
-    Taught in ``notebooks/05_losses.ipynb`` and ``notebooks/06_gan.ipynb``.
+    Taught in ``notebooks/04_loss_functions.ipynb`` and ``notebooks/06_gan_training.ipynb``.
     """
 
     MODES = ("lsgan", "vanilla", "hinge")
@@ -218,13 +226,15 @@ class ColorizationLoss(nn.Module):
 
     $$\mathcal{L}_G = \alpha\,\mathcal{L}_{pixel} + \beta\,\mathcal{L}_{perc} + \theta\,\mathcal{L}_{GAN}$$
 
-    ``forward(l_n, ab_pred, ab_true, fake_logits=None)`` returns ``(total, terms)``; ``terms``
+    ``forward(l_n, ab_hat, ab, fake_logits=None)`` returns ``(total, terms)``; ``terms``
     holds detached scalars for logging: ``pixel``, ``perceptual``, ``gan`` (unweighted),
-    ``pixel_weighted``, ``perceptual_weighted``, ``gan_weighted`` and ``total``. A term is
+    one ``perceptual/<layer>`` per VGG16 layer (unweighted ``L_j``; ``perceptual`` is their
+    ``layer_weights``-weighted sum), ``pixel_weighted``, ``perceptual_weighted``,
+    ``gan_weighted`` and ``total``. A term is
     left out when it is off: ``beta == 0`` (no VGG is even loaded: ``self.perceptual is
     None``), or ``theta == 0`` / no ``fake_logits`` (generator-only training). The
     discriminator's own loss is ``self.gan.discriminator_loss(real_logits, fake_logits)``.
-    Taught in ``notebooks/05_losses.ipynb``.
+    Taught in ``notebooks/04_loss_functions.ipynb``.
     """
 
     def __init__(
@@ -234,31 +244,29 @@ class ColorizationLoss(nn.Module):
         theta: float = 0.08,
         pixel: str = "l1",
         perceptual_layers: Sequence[str] = ("relu1_2", "relu2_2", "relu3_3"),
-        perceptual_weights: Sequence[float] | None = None,
-        perceptual_kind: str = "l1",
         gan_mode: str = "lsgan",
-        weights_path: str | None = None,
     ):
         super().__init__()
         assert min(alpha, beta, theta) >= 0, f"loss weights must be >= 0, got alpha={alpha}, beta={beta}, theta={theta}"
         self.alpha, self.beta, self.theta = float(alpha), float(beta), float(theta)
         self.pixel = PixelLoss(pixel)
-        self.perceptual = (
-            PerceptualLoss(perceptual_layers, perceptual_weights, perceptual_kind, weights_path) if beta > 0 else None
-        )
+        self.perceptual = PerceptualLoss(perceptual_layers) if beta > 0 else None
         self.gan = GANLoss(gan_mode)
 
-    def forward(self, l_n: Tensor, ab_pred: Tensor, ab_true: Tensor, fake_logits: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:
-        raw = {"pixel": self.pixel(ab_pred, ab_true)}
+    def forward(self, l_n: Tensor, ab_hat: Tensor, ab: Tensor, fake_logits: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:
+        raw = {"pixel": self.pixel(ab_hat, ab)}
         weights = {"pixel": self.alpha}
+        layers = {}
         if self.perceptual is not None:
-            raw["perceptual"] = self.perceptual(l_n, ab_pred, ab_true)
+            layers = self.perceptual.layer_terms(l_n, ab_hat, ab)
+            raw["perceptual"] = self.perceptual.weighted_sum(layers)
             weights["perceptual"] = self.beta
         if fake_logits is not None and self.theta > 0:
             raw["gan"] = self.gan.generator_loss(fake_logits)
             weights["gan"] = self.theta
         total = sum(weights[k] * v for k, v in raw.items())
         terms = {k: v.detach() for k, v in raw.items()}
+        terms.update({f"perceptual/{name}": v.detach() for name, v in layers.items()})
         terms.update({f"{k}_weighted": (weights[k] * v).detach() for k, v in raw.items()})
         terms["total"] = total.detach()
         return total, terms

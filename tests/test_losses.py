@@ -64,6 +64,10 @@ def test_perceptual_layer_weights_select_layers(perceptual, faces):
     weighted = PerceptualLoss(layer_weights=(1.0, 0.0, 0.0), features=perceptual.vgg)
     pred = torch.zeros_like(ab)
     torch.testing.assert_close(weighted(l_n, pred, ab), only_first(l_n, pred, ab))
+    terms = weighted.layer_terms(l_n, pred, ab)  # unweighted, whatever the weights
+    assert list(terms) == ["relu1_2", "relu2_2", "relu3_3"] and all(t > 0 for t in terms.values())
+    torch.testing.assert_close(PerceptualLoss(layer_weights=(1.0, 2.0, 0.5), features=perceptual.vgg)(l_n, pred, ab),
+                               terms["relu1_2"] + 2 * terms["relu2_2"] + 0.5 * terms["relu3_3"])
     l2 = PerceptualLoss(layers=("relu1_2",), kind="l2", features=perceptual.vgg)
     assert l2(l_n, pred, ab) > 0 and not torch.isclose(l2(l_n, pred, ab), only_first(l_n, pred, ab))
     with pytest.raises(AssertionError, match="unknown VGG16 layers"):
@@ -111,7 +115,14 @@ def test_colorization_loss_is_the_weighted_sum(perceptual, faces, monkeypatch):
     torch.testing.assert_close(terms["pixel"], pix)
     torch.testing.assert_close(terms["perceptual_weighted"], perc)
     torch.testing.assert_close(terms["gan_weighted"], 0.08 * gan)
-    assert set(terms) == {"pixel", "perceptual", "gan", "pixel_weighted", "perceptual_weighted", "gan_weighted", "total"}
+    layers = [f"perceptual/{name}" for name in perceptual.layers]
+    assert set(terms) == {"pixel", "perceptual", "gan", "pixel_weighted", "perceptual_weighted", "gan_weighted", "total", *layers}
+    # one unweighted term per VGG16 layer, each the loss of that layer alone; their sum is "perceptual"
+    for name in perceptual.layers:
+        alone = PerceptualLoss(layers=(name,), features=perceptual.vgg)(l_n, pred, ab)
+        torch.testing.assert_close(terms[f"perceptual/{name}"], alone.detach())
+    torch.testing.assert_close(sum(terms[k] for k in layers), terms["perceptual"])
+    assert len({terms[k].item() for k in layers}) == len(layers), "the layers see different errors"
     assert not any(t.requires_grad for t in terms.values()) and total.requires_grad
     loss_fn.train()
     assert not loss_fn.perceptual.vgg.training

@@ -187,6 +187,50 @@ def test_positional_encoding_cache_reused_not_a_buffer(seeded):
     assert len(list(model.buffers())) == len([k for k in model.state_dict() if "running" in k or "num_batches" in k])
 
 
+@pytest.mark.parametrize("train", [False, True], ids=["eval", "train"])
+def test_vit_explicit_attention_matches_fused_and_keeps_weights(train, seeded):
+    """``keep_attention()`` swaps SDPA for softmax(QK^T / sqrt(d_h)) V written out: the same
+    output and gradients (dropout 0), plus the weights (B, heads, N, N) whose rows sum to 1."""
+    model = UNet(tiny(depth=3, num_blocks=2, vit_heads=2)).train(train)
+    vit = model.bottleneck
+    x = torch.randn(2, 1, 64, 96)  # innermost map 8x12: N = 96 tokens
+    with pytest.raises(RuntimeError, match="keep_attention"):
+        vit.attention_weights()
+    fused = model(x)
+    fused_grad = torch.autograd.grad(fused.square().sum(), vit.blocks[0].qkv.weight)[0]
+    assert all(blk.weights is None for blk in vit.blocks), "the fused path keeps no weights"
+    with vit.keep_attention():
+        explicit = model(x)
+    explicit_grad = torch.autograd.grad(explicit.square().sum(), vit.blocks[0].qkv.weight)[0]
+    torch.testing.assert_close(explicit, fused, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(explicit_grad, fused_grad, atol=1e-5, rtol=1e-4)
+    weights = vit.attention_weights()
+    assert len(weights) == 2
+    for w in weights:
+        assert w.shape == (2, 2, 96, 96) and not w.requires_grad
+        assert (w >= 0).all()
+        torch.testing.assert_close(w.sum(-1), torch.ones(2, 2, 96))
+    assert not torch.allclose(weights[0], torch.full_like(weights[0], 1 / 96)), "not uniform: the tokens differ"
+    assert not any(blk.keep_weights for blk in vit.blocks), "the fused kernel is back after the block"
+
+
+def test_state_dict_keys_and_shapes_unchanged():
+    """Checkpoints trained with earlier code must still load: the state_dict names and shapes of
+    the seed U-Net, one with every option switched, and both PatchGAN norms are pinned (sha256 of
+    ``name:shape;...`` computed with the code the shipped model was trained with)."""
+    import hashlib
+
+    def digest(model):
+        text = ";".join(f"{k}:{tuple(v.shape)}" for k, v in model.state_dict().items())
+        return len(model.state_dict()), hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    every_option = UNetConfig(eca=True, pos_encoding="learned", num_blocks=2, upsample="transpose", norm="instance")
+    assert digest(UNet(UNetConfig())) == (196, "9085c8b80a7dbb23")
+    assert digest(UNet(every_option)) == (140, "296cdd6eb198d5db")
+    assert digest(PatchDiscriminator(DiscriminatorConfig())) == (22, "37a279d633f40b38")
+    assert digest(PatchDiscriminator(DiscriminatorConfig(norm="instance"))) == (13, "ffbd62fa569eeb7f")
+
+
 def test_learned_positional_encoding_resizes():
     pos = PositionalEncoding2d(16, "learned", grid=4)
     assert pos(4, 4, torch.empty(0)).shape == (16, 16)

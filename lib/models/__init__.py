@@ -1,8 +1,9 @@
 """Colorization models: the U-Net generator (ViT bottleneck, attention gates) and the
 PatchGAN discriminator, with a summary and an architecture figure drawn from the config.
 
-Taught in ``notebooks/03_unet.ipynb``, ``notebooks/04_attention_and_vit.ipynb`` and
-``notebooks/06_gan.ipynb``.
+Taught in ``notebooks/02_unet_building_blocks.ipynb`` (blocks, U-Net, summary),
+``notebooks/03_attention_gates_and_vit.ipynb`` (attention gates, ViT bottleneck) and
+``notebooks/06_gan_training.ipynb`` (PatchGAN).
 """
 
 from lib.models.discriminator import DiscriminatorConfig, PatchDiscriminator, receptive_field

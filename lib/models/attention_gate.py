@@ -1,6 +1,6 @@
 """Additive attention gate on a U-Net skip connection (Oktay et al., 2018, "Attention U-Net").
 
-Taught in ``notebooks/04_attention_and_vit.ipynb``.
+Taught in ``notebooks/03_attention_gates_and_vit.ipynb``.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ class AttentionGate(nn.Module):
     After each forward the detached map ``alpha`` ``(B, 1, H, W)`` is kept in ``self.alpha``
     (``None`` before the first call) so a notebook can show where the gate looks;
     ``UNet.attention_maps()`` collects them.
-    Taught in ``notebooks/04_attention_and_vit.ipynb``.
+    Taught in ``notebooks/03_attention_gates_and_vit.ipynb``.
     """
 
     def __init__(self, x_channels: int, g_channels: int, inter_channels: int | None = None, activation: str = "relu"):

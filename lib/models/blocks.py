@@ -1,7 +1,7 @@
 """Convolutional building blocks of the U-Net: norm/activation factories, the conv block
 (with optional ECA channel attention), learnable down- and upsampling.
 
-Taught in ``notebooks/03_unet.ipynb``.
+Taught in ``notebooks/02_unet_building_blocks.ipynb``.
 
 Every block maps ``(B, C_in, H, W) -> (B, C_out, H', W')`` with convolutions, norms and
 element-wise ops only, so it runs unchanged in ``torch.channels_last`` memory format,
@@ -36,7 +36,7 @@ def make_norm(kind: str, channels: int, groups: int = 8) -> nn.Module:
     ``kind`` is one of ``"batch"`` (BatchNorm2d), ``"instance"`` (InstanceNorm2d with a
     learnable affine, as in pix2pix), ``"group"`` (GroupNorm with ``gcd(channels, groups)``
     groups, so any width works) or ``"none"`` (identity).
-    Taught in ``notebooks/03_unet.ipynb``.
+    Taught in ``notebooks/02_unet_building_blocks.ipynb``.
     """
     if kind == "batch":
         return nn.BatchNorm2d(channels)
@@ -51,7 +51,7 @@ def make_norm(kind: str, channels: int, groups: int = 8) -> nn.Module:
 
 def make_activation(kind: str) -> nn.Module:
     """Return a fresh activation module: ``relu``, ``leaky_relu`` (slope 0.2, as in pix2pix),
-    ``gelu`` or ``silu``. Taught in ``notebooks/03_unet.ipynb``."""
+    ``gelu`` or ``silu``. Taught in ``notebooks/02_unet_building_blocks.ipynb``."""
     if kind == "relu":
         return nn.ReLU(inplace=True)
     if kind == "leaky_relu":
@@ -70,7 +70,7 @@ class ECA(nn.Module):
     $$ y = x \odot \sigma\big(\mathrm{conv1d}_k(\mathrm{GAP}(x))\big), \qquad
        k = \mathrm{odd}\Big(\Big|\tfrac{\log_2 C + 1}{2}\Big|\Big) $$
 
-    Adds only ``k`` (3 to 5) parameters per block. Taught in ``notebooks/03_unet.ipynb``.
+    Adds only ``k`` (3 to 5) parameters per block. Taught in ``notebooks/02_unet_building_blocks.ipynb``.
     """
 
     def __init__(self, channels: int):
@@ -93,7 +93,7 @@ class ConvBlock(nn.Module):
     ``W * x`` is a 3x3 convolution with padding 1 (the spatial size is kept), ``N`` the norm,
     ``phi`` the activation; dropout and ECA are optional. Convolutions have no bias when a
     norm follows (the norm's shift replaces it).
-    Taught in ``notebooks/03_unet.ipynb``.
+    Taught in ``notebooks/02_unet_building_blocks.ipynb``.
     """
 
     def __init__(
@@ -127,7 +127,7 @@ class Downsample(nn.Sequential):
 
     $$ y = \phi\big(N(W *_{s=2} x)\big), \qquad (B, C, H, W) \to (B, C, H/2, W/2) $$
 
-    Unlike max-pooling, the network learns what to keep. Taught in ``notebooks/03_unet.ipynb``.
+    Unlike max-pooling, the network learns what to keep. Taught in ``notebooks/02_unet_building_blocks.ipynb``.
     """
 
     def __init__(self, channels: int, norm: str = "batch", activation: str = "leaky_relu"):
@@ -143,7 +143,7 @@ class Upsample(nn.Sequential):
 
     ``mode="bilinear"``: bilinear interpolation then a 3x3 convolution (no checkerboard
     artefacts); ``mode="transpose"``: a 4x4 transposed convolution with stride 2 (pix2pix).
-    Both are followed by norm and activation. Taught in ``notebooks/03_unet.ipynb``.
+    Both are followed by norm and activation. Taught in ``notebooks/02_unet_building_blocks.ipynb``.
     """
 
     def __init__(

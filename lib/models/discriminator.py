@@ -1,6 +1,6 @@
 """PatchGAN discriminator (pix2pix, Isola et al., 2017) conditioned on the lightness L.
 
-Taught in ``notebooks/06_gan.ipynb``.
+Taught in ``notebooks/06_gan_training.ipynb``.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ __all__ = ["DiscriminatorConfig", "PatchDiscriminator", "receptive_field", "laye
 class DiscriminatorConfig:
     """Everything needed to rebuild a ``PatchDiscriminator``; saved inside checkpoints.
 
-    Taught in ``notebooks/06_gan.ipynb``.
+    Taught in ``notebooks/06_gan_training.ipynb``.
     """
 
     in_channels: int = 3  # cat(L_n, ab_n): 1 + 2 channels
@@ -66,7 +66,8 @@ def receptive_field(config: DiscriminatorConfig) -> int:
     positions before it, starting from ``r = 1`` at the logit. For pix2pix's default
     (``n_layers=3``: three 4x4 stride-2 convs, two 4x4 stride-1 convs) this gives
     ``1 -> 4 -> 7 -> 16 -> 34 -> 70``: the "70x70 PatchGAN". ``n_layers`` = 1, 2, 4 give
-    16, 34, 142. Taught in ``notebooks/06_gan.ipynb``.
+    16, 34, 142. Taught in ``notebooks/04_loss_functions.ipynb`` (drawn on a face) and
+    ``notebooks/06_gan_training.ipynb``.
     """
     r = 1
     for _, _, k, s in reversed(layer_specs(config)):
@@ -85,7 +86,7 @@ class PatchDiscriminator(nn.Module):
     grey image, not just whether they look like colours. Layers: 4x4 convs (stride 2, then
     two with stride 1), LeakyReLU(0.2), norm on all but the first and the last conv; the
     output is a map of raw logits ``(B, 1, h, w)`` (the loss applies the sigmoid, if any).
-    Taught in ``notebooks/06_gan.ipynb``.
+    Taught in ``notebooks/06_gan_training.ipynb``.
     """
 
     def __init__(self, config: DiscriminatorConfig | None = None):

@@ -1,8 +1,8 @@
 """The colorization generator: a U-Net from L to ab with attention-gated skips and a
 pixel-wise ViT bottleneck (UVCGAN-style).
 
-Taught in ``notebooks/03_unet.ipynb`` (encoder, decoder, skips) and
-``notebooks/04_attention_and_vit.ipynb`` (attention gates, ViT bottleneck).
+Taught in ``notebooks/02_unet_building_blocks.ipynb`` (encoder, decoder, skips) and
+``notebooks/03_attention_gates_and_vit.ipynb`` (attention gates, ViT bottleneck).
 
 Level ``i`` (0 = full resolution, ``depth`` = innermost) has ``ndims * 2**i`` channels at
 ``H / 2**i x W / 2**i``::
@@ -37,7 +37,7 @@ __all__ = ["UNetConfig", "UNet"]
 class UNetConfig:
     """Everything needed to rebuild a ``UNet``; saved inside checkpoints (``asdict`` / ``from_dict``).
 
-    Taught in ``notebooks/03_unet.ipynb``.
+    Taught in ``notebooks/02_unet_building_blocks.ipynb``.
     """
 
     in_channels: int = 1  # input channels: the normalised lightness L_n
@@ -107,7 +107,9 @@ class UNet(nn.Module):
     (1 when ``attention_gates=False``), ``[.,.]`` channel concatenation.
     ``attention_maps()`` returns the ``alpha_i`` of the last forward, **outermost first**
     (index 0 = full resolution ``(B, 1, H, W)``, last = ``(B, 1, H/2^{d-1}, W/2^{d-1})``).
-    Taught in ``notebooks/03_unet.ipynb`` and ``notebooks/04_attention_and_vit.ipynb``.
+    The ViT's attention weights are kept only when asked:
+    ``with model.bottleneck.keep_attention(): model(l_n)``, then ``model.bottleneck.attention_weights()``.
+    Taught in ``notebooks/02_unet_building_blocks.ipynb`` and ``notebooks/03_attention_gates_and_vit.ipynb``.
     """
 
     def __init__(self, config: UNetConfig | None = None):
@@ -169,7 +171,7 @@ class UNet(nn.Module):
     def attention_maps(self) -> list[Tensor]:
         """The attention-gate maps ``alpha`` of the last forward, outermost (full resolution)
         first, each ``(B, 1, h_i, w_i)`` in ``(0, 1)`` and detached; ``[]`` when the gates are off.
-        Taught in ``notebooks/04_attention_and_vit.ipynb``."""
+        Taught in ``notebooks/03_attention_gates_and_vit.ipynb``."""
         if not self.config.attention_gates:
             return []
         maps = [g.alpha for g in self.gates]
@@ -177,5 +179,5 @@ class UNet(nn.Module):
             raise RuntimeError("no attention maps yet: run a forward pass first")
         return maps
 
-    def num_parameters(self, trainable_only: bool = False) -> int:
-        return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())

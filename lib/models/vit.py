@@ -1,6 +1,6 @@
 """Pixel-wise Vision Transformer bottleneck (UVCGAN, Torbunov et al., 2023).
 
-Taught in ``notebooks/04_attention_and_vit.ipynb``.
+Taught in ``notebooks/03_attention_gates_and_vit.ipynb``.
 
 At the bottom of the U-Net the feature map is small (8x8 for a 128x128 face with depth 4),
 so every position can be a token and every token can attend to every other one: the
@@ -8,6 +8,9 @@ bottleneck sees the whole face at once, which a stack of 3x3 convolutions cannot
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -24,7 +27,7 @@ def sincos_2d(h: int, w: int, dim: int, device=None, dtype=torch.float32, base: 
     $$ PE(i, j) = \big[\sin(i\,\omega_k), \cos(i\,\omega_k), \sin(j\,\omega_k), \cos(j\,\omega_k)\big]_{k},
        \qquad \omega_k = \mathrm{base}^{-k / (d/4)}, \; k = 0 \dots d/4 - 1 $$
 
-    Taught in ``notebooks/04_attention_and_vit.ipynb``.
+    Taught in ``notebooks/03_attention_gates_and_vit.ipynb``.
     """
     if dim % 4:
         raise ValueError(f"sin-cos 2-D positional encoding needs dim divisible by 4, got {dim}")
@@ -49,7 +52,7 @@ class PositionalEncoding2d(nn.Module):
     A parameter changes at every optimiser step, so this variant is recomputed (cheaply) each call.
 
     ``forward(h, w, like)`` returns ``(h * w, dim)`` on ``like``'s device and dtype.
-    Taught in ``notebooks/04_attention_and_vit.ipynb``.
+    Taught in ``notebooks/03_attention_gates_and_vit.ipynb``.
     """
 
     def __init__(self, dim: int, kind: str = "sincos", grid: int = 8):
@@ -88,12 +91,14 @@ class TransformerBlock(nn.Module):
 
     $$ x \leftarrow x + \mathrm{MHSA}(\mathrm{LN}(x)), \qquad
        x \leftarrow x + \mathrm{MLP}(\mathrm{LN}(x)), $$
-    $$ \mathrm{MHSA}: \; \mathrm{softmax}\Big(\frac{Q K^\top}{\sqrt{d_h}}\Big) V \text{ per head}, \qquad
+    $$ \mathrm{MHSA}: \; A = \mathrm{softmax}\Big(\frac{Q K^\top}{\sqrt{d_h}}\Big), \; A V \text{ per head}, \qquad
        \mathrm{MLP}: \; W_2\,\mathrm{GELU}(W_1 x) $$
 
-    The attention itself is ``torch.nn.functional.scaled_dot_product_attention`` (fused
-    kernels, no ``N x N`` matrix kept for backward where a flash/memory-efficient kernel exists).
-    Taught in ``notebooks/04_attention_and_vit.ipynb``.
+    The attention is ``torch.nn.functional.scaled_dot_product_attention`` (fused kernels that
+    never keep the ``N x N`` matrix ``A``). With ``keep_weights = True`` (set by
+    ``ViTBottleneck.keep_attention()``) it is computed explicitly instead, the same output up
+    to rounding, and the weights ``A`` ``(B, heads, N, N)`` (each row sums to 1) are kept,
+    detached, in ``self.weights``. Taught in ``notebooks/03_attention_gates_and_vit.ipynb``.
     """
 
     def __init__(self, dim: int, heads: int = 4, mlp_ratio: float = 4.0, dropout: float = 0.0):
@@ -108,13 +113,20 @@ class TransformerBlock(nn.Module):
         hidden = int(dim * mlp_ratio)
         self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, dim))
         self.drop = nn.Dropout(dropout)
+        self.keep_weights = False  # True: explicit softmax(QK^T / sqrt(d_h)) path, weights kept
+        self.weights: Tensor | None = None  # (B, heads, N, N) of the last explicit forward
 
     def attention(self, x: Tensor) -> Tensor:
         B, N, D = x.shape
         qkv = self.qkv(x).view(B, N, 3, self.heads, D // self.heads)  # (B, N, 3, heads, d_h)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # 3 x (B, heads, N, d_h)
         p = self.dropout if self.training else 0.0
-        y = F.scaled_dot_product_attention(q, k, v, dropout_p=p)  # (B, heads, N, d_h)
+        if self.keep_weights:
+            a = torch.softmax(q @ k.transpose(-2, -1) / q.shape[-1] ** 0.5, dim=-1)  # (B, heads, N, N)
+            self.weights = a.detach()
+            y = F.dropout(a, p) @ v  # (B, heads, N, d_h)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=p)  # (B, heads, N, d_h)
         return self.proj(y.transpose(1, 2).reshape(B, N, D))  # (B, N, D)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -133,7 +145,7 @@ class ViTBottleneck(nn.Module):
     the map's ``C`` channels and the token width ``D``, ``PE`` is the 2-D positional encoding
     computed for the actual ``h, w`` (cached), and the result is added back to the map
     (residual), so with zero blocks' worth of signal the U-Net still works.
-    Taught in ``notebooks/04_attention_and_vit.ipynb``.
+    Taught in ``notebooks/03_attention_gates_and_vit.ipynb``.
     """
 
     def __init__(
@@ -162,3 +174,26 @@ class ViTBottleneck(nn.Module):
         t = self.blocks(t)  # (B, h*w, D)
         y = self.out_proj(self.norm(t))  # (B, h*w, C)
         return x + y.transpose(1, 2).unflatten(2, (h, w))  # (B, C, h, w)
+
+    @contextmanager
+    def keep_attention(self) -> Iterator[None]:
+        """Inside this block every transformer block uses the explicit attention path and keeps
+        its weights (``attention_weights()``); outside it, the fused kernel and no weights.
+
+        ``with model.bottleneck.keep_attention(): model(l_n)``
+        """
+        for blk in self.blocks:
+            blk.keep_weights, blk.weights = True, None
+        try:
+            yield
+        finally:
+            for blk in self.blocks:
+                blk.keep_weights = False
+
+    def attention_weights(self) -> list[Tensor]:
+        """Attention weights of the last forward inside ``keep_attention()``, one ``(B, heads, N, N)``
+        tensor per block (``N = h * w`` tokens, row-major; row ``n`` is where token ``n`` looks)."""
+        weights = [blk.weights for blk in self.blocks]
+        if any(w is None for w in weights):
+            raise RuntimeError("no attention weights: run a forward inside `with bottleneck.keep_attention():`")
+        return weights
