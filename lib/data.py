@@ -1,38 +1,40 @@
-"""Face photos in, normalised ``(L, ab)`` tensors out: folders, splits, bad files, a cache.
+"""Face photos in, normalised ``(L, ab)`` tensors out: prepare a folder once, then a small Dataset.
 
-Taught in ``notebooks/02_data.ipynb``.
+Taught in ``notebooks/05_training_unet.ipynb`` (the data the U-Net trains on); the data tour
+figure (``lib.viz.save_data_samples``) in ``notebooks/01_lab_color_space.ipynb``.
 
 The way from an image file to the model's input and target::
 
-    file --decode_rgb--> uint8 (3, h, w) --resize_square--> uint8 (3, S, S)
-         --[random flip, train only]--> rgb_to_lab_norm --> L_n (1, S, S), ab_n (2, S, S)
+    file --decode_rgb--> uint8 (3, h, w) --resize_square--> uint8 (3, S, S)   [prepare, once]
+         --[random flip, train only]--> rgb_uint8_to_lab_norm --> l_n (1, S, S), ab_n (2, S, S)
 
-* ``FaceFolder``: any folder of face photos (CelebA-HQ in this project), recursive.
-  Files are indexed once when the dataset is built: broken files and grayscale photos
-  are found then, skipped, and reported in one warning, so nothing fails mid-epoch.
-* ``split_of``: the train / val / test split is a stable hash of each file's relative
-  path, so it is the same on every machine, whatever the order of the listing.
-* ``cache=True`` keeps the resized uint8 images in one memory-mapped ``.npy`` per split
-  and size (under ``~/.cache/facecolor`` or ``$FACECOLOR_CACHE``): later epochs decode
-  no JPEG at all.
-* ``ToyFaces`` (from ``lib/toyfaces.py``): a generated *stand-in* for face photos, used
-  when no CelebA-HQ folder is available; ``make_dataset`` chooses between the two.
+* ``open_splits``: the one place that decides where the data come from (a face folder, else
+  the generated ``ToyFaces``) and returns the datasets of the splits with a ``DataSource``
+  that a checkpoint stores; ``reopen_splits`` opens them again from it.
+* ``split_of``: the train / val / test split is a stable hash of each file's relative path,
+  so it is the same on every machine, whatever the order of the listing.
+* Preparing a split (nanoGPT's ``prepare.py``): each file is checked (header first: too
+  small or too large; then decoded: unreadable, truncated; then grayscale) and resized
+  once into one uint8 array per split and size, kept under the cache folder keyed by the
+  folder's state (files, sizes, mtimes, image size). Skipped files are named, with their
+  reason, in one ``DataWarning``. Later runs read the array (a memory map): no JPEG decoded.
 """
 
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import os
 import unicodedata
 import warnings
 from collections import Counter
 from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image, ImageOps
 from torch import Tensor
 from torch.utils.data import Dataset
@@ -41,7 +43,9 @@ from torchvision.transforms.v2 import functional as TF
 from tqdm.auto import tqdm
 
 from lib.color import rgb_to_lab, rgb_to_lab_norm
-from lib.toyfaces import ToyFaces
+from lib.errors import ConfigError, DataError
+from lib.toyfaces import render_toy_face
+from lib.utils import atomic_write, cache_dir, clean_stale_temp_files, write_text_atomic
 
 # torchvision 0.29 marks its image decoders deprecated (in favour of TorchCodec) but they are
 # what this project pins and uses; say it once here instead of on every decode.
@@ -49,49 +53,39 @@ warnings.filterwarnings("ignore", message="The image decoding and encoding capab
                         category=DeprecationWarning)
 
 __all__ = [
-    "IMAGE_EXTENSIONS",
-    "SPLITS",
-    "GRAYSCALE_CHROMA",
-    "DataWarning",
-    "NoUsableImageError",
-    "FaceFolder",
-    "ToyFaces",
-    "split_of",
-    "list_image_files",
-    "probe_image",
-    "decode_rgb",
-    "resize_square",
-    "rgb_uint8_to_lab_norm",
-    "cache_dir",
-    "resolve_data_root",
-    "make_dataset",
+    "IMAGE_EXTENSIONS", "SPLITS", "FRACTIONS", "GRAYSCALE_CHROMA", "MIN_SIDE", "MAX_PIXELS",
+    "DataWarning", "NoUsableImageError", "DataSource", "FaceFolder", "ToyFaces",
+    "open_splits", "reopen_splits", "split_of", "list_image_files", "check_face", "decode_rgb",
+    "resize_square", "rgb_uint8_to_lab_norm", "resolve_data_root", "folder_fingerprint", "make_dataset",
 ]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")  # matched case-insensitively
 SPLITS = ("train", "val", "test")
+FRACTIONS = (0.9, 0.05, 0.05)  # train / val / test shares of the hash split
 GRAYSCALE_CHROMA = 2.0  # mean chroma sqrt(a^2 + b^2) below this (Lab units): a grayscale photo
-_PROBE_SIZE = 64  # the probe decodes JPEGs at a reduced scale, at least this many pixels a side
-_CACHE_VERSION = 1  # bump when the cached pixels would change (resize method, ...)
+MIN_SIDE = 32  # a "face" with a shorter side than this (a 1x1 image, an icon) is not a training face
+MAX_PIXELS = 8192 * 8192  # larger images are skipped before decoding (a decompression bomb)
+_PREPARE_VERSION = 2  # bump when the prepared pixels would change (resize method, checks, ...)
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 class DataWarning(UserWarning):
-    """Files skipped while indexing, or replaced while loading."""
+    """Files skipped while preparing a folder."""
 
 
-class NoUsableImageError(RuntimeError):
-    """A folder (or one of its splits) holds no image the dataset can use."""
+class NoUsableImageError(DataError):
+    """A folder holds no image the dataset can use (kept for the old name; a ``DataError``)."""
 
 
 # --- splits ----------------------------------------------------------------------------
-def split_of(relpath: str, fractions: tuple[float, float, float] = (0.9, 0.05, 0.05)) -> str:
+def split_of(relpath: str, fractions: tuple[float, float, float] = FRACTIONS) -> str:
     """The split ("train" | "val" | "test") of a file, from a stable hash of its relative path.
 
     The path is taken relative to the dataset root, with "/" separators and Unicode NFC
     (macOS writes names decomposed), so the answer is the same on every machine and does
     not depend on where the folder lives or the order in which files are listed. SHA-1's
     first 8 bytes give a number u uniform in [0, 1): train if u < f_train, val if
-    u < f_train + f_val, else test. Taught in ``02_data``.
+    u < f_train + f_val, else test. Taught in ``05_training_unet``.
     """
     _check_fractions(fractions)
     key = unicodedata.normalize("NFC", str(relpath).replace("\\", "/"))
@@ -107,7 +101,6 @@ def _check_fractions(fractions) -> None:
                          f"got {fractions}")
 
 
-# --- listing and probing ----------------------------------------------------------------
 def list_image_files(root: Path) -> tuple[list[str], Counter]:
     """Relative POSIX paths of the image files under ``root`` (recursive, sorted).
 
@@ -129,6 +122,32 @@ def list_image_files(root: Path) -> tuple[list[str], Counter]:
     return sorted(images), others
 
 
+def _stamps(root: Path, relpaths: list[str]) -> list[tuple[str, int, int]]:
+    """``(relpath, size, mtime_ns)`` of each file; -1, -1 for one that cannot be stat'ed."""
+    out = []
+    for rel in relpaths:
+        try:
+            st = (root / rel).stat()
+            out.append((rel, st.st_size, st.st_mtime_ns))
+        except OSError:
+            out.append((rel, -1, -1))
+    return out
+
+
+def _digest(*parts, stamps=()) -> str:
+    h = hashlib.sha256(" ".join(map(str, parts)).encode() + b"\n")
+    for rel, size, mtime in stamps:
+        h.update(f"{rel}\t{size}\t{mtime}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def folder_fingerprint(root: str | Path) -> str:
+    """A key that changes whenever a face folder's image files, their sizes or mtimes change."""
+    root = Path(root)
+    return _digest("facecolor folder", stamps=_stamps(root, list_image_files(root)[0]))
+
+
+# --- decoding and checking ----------------------------------------------------------------
 def _pil_to_rgb_array(im: Image.Image) -> np.ndarray:
     """Any PIL image (RGBA, CMYK, palette, 16-bit, ...) -> uint8 (h, w, 3) RGB."""
     if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):  # 16-bit or 32-bit grey: scale, do not clip
@@ -139,112 +158,13 @@ def _pil_to_rgb_array(im: Image.Image) -> np.ndarray:
     return np.asarray(im.convert("RGB"))  # drops alpha; converts CMYK, palette, L, LA
 
 
-def _probe_pixels(path: str | Path) -> tuple[str, str, np.ndarray | None]:
-    """Decode cheaply: ("ok", "", 16x16 uint8 RGB thumbnail) or ("bad", reason, None)."""
-    try:
-        with Image.open(path) as im:
-            im.draft("RGB", (_PROBE_SIZE, _PROBE_SIZE))  # only JPEG decoders act on this
-            im.load()  # reads the whole file: a truncated one fails here
-            rgb = _pil_to_rgb_array(im)  # (h, w, 3) uint8
-    except Image.UnidentifiedImageError:
-        return "bad", "not an image", None
-    except Exception as e:  # truncated, unreadable, unsupported: all reasons to skip the file
-        return "bad", "truncated" if "truncated" in str(e) else f"{type(e).__name__}: {e}", None
-    thumb = np.asarray(Image.fromarray(rgb).resize((16, 16), Image.Resampling.BOX))  # (16, 16, 3)
-    return "ok", "", thumb
-
-
-def _grayscale_verdicts(thumbs: list[np.ndarray]) -> list[tuple[str, str]]:
-    """Mean chroma sqrt(a^2 + b^2) of each thumbnail, in one batched Lab conversion."""
-    x = torch.from_numpy(np.stack(thumbs)).permute(0, 3, 1, 2).float() / 255.0  # (N, 3, 16, 16)
-    chroma = rgb_to_lab(x)[:, 1:].square().sum(1).sqrt().mean((1, 2))  # (N,)
-    return [("grayscale" if c < GRAYSCALE_CHROMA else "ok", f"mean chroma {c:.2f}") for c in chroma.tolist()]
-
-
-def probe_image(path: str | Path) -> tuple[str, str]:
-    """Check a file cheaply: ``("ok" | "grayscale" | "bad", detail)``.
-
-    PIL reads the header and decodes the pixels, JPEGs at 1/2 to 1/8 scale (``draft``:
-    several times faster than a full decode of a large image), which still reads the whole
-    file and so finds truncated ones. Grayscale means a mean chroma below
-    ``GRAYSCALE_CHROMA`` Lab units (a black-and-white photo, even one stored as RGB).
-    Taught in ``02_data``.
-    """
-    status, detail, thumb = _probe_pixels(path)
-    return (status, detail) if thumb is None else _grayscale_verdicts([thumb])[0]
-
-
-def cache_dir() -> Path:
-    """Where caches go: ``$FACECOLOR_CACHE`` if set, else ``~/.cache/facecolor``."""
-    return Path(os.environ.get("FACECOLOR_CACHE") or Path.home() / ".cache" / "facecolor").expanduser()
-
-
-def _root_tag(root: Path) -> str:
-    return f"{root.name}-{hashlib.sha1(str(root).encode()).hexdigest()[:8]}"
-
-
-def _atomic_write_json(path: Path, obj) -> None:
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(obj))
-    os.replace(tmp, path)
-
-
-def _probe_all(root: Path, relpaths: list[str], stats: dict[str, os.stat_result]) -> dict[str, tuple[str, str]]:
-    """``probe_image`` for each file, remembered in a JSON file keyed by (size, mtime)."""
-    store = cache_dir() / f"probe-{_root_tag(root)}.json"
-    try:
-        known = json.loads(store.read_text())
-    except (OSError, ValueError):
-        known = {}
-    results, todo = {}, []
-    for rel in relpaths:
-        st = stats.get(rel)
-        hit = known.get(rel)
-        if st is None:
-            results[rel] = ("bad", "cannot stat (broken link or no permission)")
-        elif hit is not None and hit[:2] == [st.st_size, st.st_mtime_ns]:
-            results[rel] = (hit[2], hit[3])
-        else:
-            todo.append(rel)
-    decoded = []  # (relpath, thumbnail) of the files that decoded
-    for rel in tqdm(todo, desc=f"indexing {root.name}", unit="file", disable=len(todo) < 500, mininterval=1.0):
-        status, detail, thumb = _probe_pixels(root / rel)
-        if thumb is None:
-            results[rel] = (status, detail)
-        else:
-            decoded.append((rel, thumb))
-    if decoded:
-        for (rel, _), verdict in zip(decoded, _grayscale_verdicts([t for _, t in decoded])):
-            results[rel] = verdict
-    for rel in todo:
-        known[rel] = [stats[rel].st_size, stats[rel].st_mtime_ns, *results[rel]]
-    if todo:
-        try:
-            store.parent.mkdir(parents=True, exist_ok=True)
-            _atomic_write_json(store, known)
-        except OSError:
-            pass  # a read-only cache folder only costs the next indexing some time
-    return results
-
-
-def _stat_all(root: Path, relpaths: list[str]) -> dict[str, os.stat_result]:
-    stats = {}
-    for rel in relpaths:
-        try:
-            stats[rel] = (root / rel).stat()
-        except OSError:
-            pass
-    return stats
-
-
-# --- decoding ---------------------------------------------------------------------------
 def decode_rgb(path: str | Path) -> Tensor:
     """Decode an image file to uint8 RGB ``(3, h, w)``, EXIF orientation applied.
 
     ``torchvision.io`` (libjpeg-turbo / libpng / libwebp) first; it also converts
     grayscale, palette, RGBA (alpha dropped) and CMYK, and 16-bit PNGs are scaled to 8
     bits. Whatever it cannot decode goes through PIL, which gives the same pixels.
-    Taught in ``02_data``.
+    Taught in ``05_training_unet``.
     """
     try:
         img = decode_image(read_file(str(path)), mode=ImageReadMode.RGB, apply_exif_orientation=True)
@@ -264,6 +184,35 @@ def resize_square(img: Tensor, size: int) -> Tensor:
     if img.shape[-2] != size or img.shape[-1] != size:
         img = TF.center_crop(img, [size, size])  # (3, size, size)
     return img
+
+
+def check_face(path: str | Path) -> tuple[Tensor | None, str]:
+    """Decode a file and check it can serve as a training face: ``(rgb (3, h, w) uint8, "")``
+    or ``(None, reason)``.
+
+    The header is read first (PIL reads no pixels for it): an image with a side below
+    ``MIN_SIDE`` pixels (a 1x1 image) or above ``MAX_PIXELS`` pixels is refused undecoded.
+    Then the full decode finds unreadable and truncated files. Last, a grayscale photo
+    (mean chroma of a 16x16 thumbnail below ``GRAYSCALE_CHROMA`` Lab units, even when
+    stored as RGB) has no colour to learn or measure. Taught in ``05_training_unet``.
+    """
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+        if min(w, h) < MIN_SIDE:
+            return None, f"too small: {w}x{h}, a face needs at least {MIN_SIDE} px a side"
+        if w * h > MAX_PIXELS:
+            return None, f"too large: {w}x{h} is over {MAX_PIXELS:,} pixels"
+        rgb = decode_rgb(path)  # (3, h, w) uint8
+    except Image.UnidentifiedImageError:
+        return None, "not an image"
+    except Exception as e:  # truncated, unreadable, unsupported: all reasons to skip the file
+        return None, "truncated" if "truncated" in str(e) else f"{type(e).__name__}: {e}"
+    thumb = F.adaptive_avg_pool2d(rgb.float()[None] / 255.0, 16)  # (1, 3, 16, 16)
+    chroma = float(rgb_to_lab(thumb)[0, 1:].square().sum(0).sqrt().mean())
+    if chroma < GRAYSCALE_CHROMA:
+        return None, f"grayscale: mean chroma {chroma:.2f}, no colour to learn from"
+    return rgb, ""
 
 
 @contextmanager
@@ -287,9 +236,10 @@ def _one_torch_thread():
 
 
 def rgb_uint8_to_lab_norm(rgb: Tensor) -> tuple[Tensor, Tensor]:
-    """uint8 RGB ``(..., 3, H, W)`` -> float32 ``(L_n (..., 1, H, W), ab_n (..., 2, H, W))``.
+    """uint8 RGB ``(..., 3, H, W)`` -> float32 ``(l_n (..., 1, H, W), ab_n (..., 2, H, W))``.
 
     A single image ``(3, H, W)`` is converted on one thread (see ``_one_torch_thread``).
+    Taught in ``01_lab_color_space``.
     """
     if rgb.dim() > 3:
         return rgb_to_lab_norm(rgb.float() / 255.0)
@@ -297,72 +247,120 @@ def rgb_uint8_to_lab_norm(rgb: Tensor) -> tuple[Tensor, Tensor]:
         return rgb_to_lab_norm(rgb.float() / 255.0)
 
 
-# --- the dataset --------------------------------------------------------------------------
-class FaceFolder(Dataset):
-    """A folder of face photos as ``(L_n (1, S, S), ab_n (2, S, S))`` float32 pairs.
+# --- the datasets ---------------------------------------------------------------------------
+class _Faces(Dataset):
+    """uint8 faces (``rgb_uint8(i)``) as ``(l_n (1, S, S), ab_n (2, S, S))`` items, flipped at random
+    when ``flip`` (the training split)."""
+
+    flip = False
+
+    def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
+        rgb = self.rgb_uint8(i)  # (3, S, S) uint8
+        if self.flip and torch.rand(()) < 0.5:
+            rgb = rgb.flip(-1)
+        return rgb_uint8_to_lab_norm(rgb)  # (1, S, S), (2, S, S)
+
+    def _check_index(self, i: int) -> int:
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"index {i} out of range for {len(self)} images")
+        return i % len(self)
+
+
+class FaceFolder(_Faces):
+    """One split of a folder of face photos, prepared once into a uint8 array ``(N, 3, S, S)``.
 
     Files: ``.jpg .jpeg .png .webp`` anywhere under ``root`` (hidden ones left out), sorted
     by relative path; ``split`` keeps those that ``split_of`` assigns to it ("all": every
-    file). Indexing probes each file (``probe_image``; results remembered between runs):
-    unreadable, truncated and non-image files, and grayscale photos (nothing to learn or
-    measure colour on: left out of every split), are skipped and reported in one
-    ``DataWarning``. ``max_images`` keeps the first N usable files of the split.
-    Images are resized (short side, antialiased) and centre-cropped to ``image_size``;
-    ``flip`` (default: training split only) mirrors half of them at random.
-    ``cache=True``: resized uint8 images kept in a memory-mapped file, built once per
-    split, size and folder state (a tqdm bar shows it), so later epochs decode nothing.
-    Taught in ``02_data``.
+    file, for library use). Each is checked by ``check_face`` (skipped files are named with
+    their reason in one ``DataWarning``), resized (short side, antialiased) and
+    centre-cropped to ``image_size``. ``max_images`` keeps the first N usable files.
+    ``cache=True`` writes the array to the cache folder (``lib.utils.cache_dir("faces")``),
+    keyed by the split's files, sizes, mtimes and the size, and later runs map it from
+    there; ``cache=False`` keeps it in memory only. ``flip`` (default: training split only)
+    mirrors half of the items at random. A split may be empty. Taught in ``05_training_unet``.
     """
 
-    def __init__(
-        self,
-        root: str | Path,
-        split: str = "train",
-        image_size: int = 128,
-        flip: bool | None = None,
-        cache: bool = False,
-        fractions: tuple[float, float, float] = (0.9, 0.05, 0.05),
-        max_images: int | None = None,
-    ):
+    def __init__(self, root: str | Path, split: str = "train", image_size: int = 64, flip: bool | None = None,
+                 cache: bool = True, fractions: tuple[float, float, float] = FRACTIONS,
+                 max_images: int | None = None, progress: bool = True):
         self.root = Path(root).expanduser().resolve()
         if not self.root.is_dir():
-            raise FileNotFoundError(f"FaceFolder: {self.root} is not a folder")
+            raise DataError(f"{self.root} is not a folder (see data/README.md)")
         if split not in (*SPLITS, "all"):
-            raise ValueError(f"split must be one of {SPLITS + ('all',)}, got {split!r}")
+            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
         _check_fractions(fractions)
-        assert image_size >= 8, f"image_size {image_size} is too small"
-        self.split, self.image_size, self.fractions = split, int(image_size), tuple(fractions)
+        self.split, self.image_size, self.max_images = split, int(image_size), max_images
         self.flip = (split == "train") if flip is None else bool(flip)
+        listed = list_image_files(self.root)[0]
+        stamps = _stamps(self.root, [r for r in listed if split == "all" or split_of(r, fractions) == split])
+        self.cache_key = _digest(f"v{_PREPARE_VERSION}", self.image_size, fractions, max_images, split,
+                                 stamps=stamps)  # also keys caches derived from it (the mean face)
+        self.names, self.skipped, self._path, self._images = self._prepare(stamps, cache, progress)
+        if self.skipped:
+            shown = [f"{r} ({why})" for r, why in self.skipped]
+            warnings.warn(f"FaceFolder({str(self.root)!r}, split={split!r}): skipped {len(shown)} of "
+                          f"{len(shown) + len(self.names)} image files checked: " + _name_some(shown),
+                          DataWarning, stacklevel=2)
 
-        listed, others = list_image_files(self.root)
-        in_split = [r for r in listed if split == "all" or split_of(r, fractions) == split]
-        # probe the files in order; with max_images, stop once enough usable ones are found
-        stats, probes = {}, {}
-        first = len(in_split) if max_images is None else max(256, 2 * int(max_images))
-        for chunk in (in_split[:first], in_split[first:]):
-            enough = max_images is not None and sum(v[0] == "ok" for v in probes.values()) >= max_images
-            if chunk and not enough:
-                stats.update(_stat_all(self.root, chunk))
-                probes.update(_probe_all(self.root, chunk, stats))
-        checked = in_split[: len(probes)]
-        usable = [r for r in checked if probes[r][0] == "ok"]
-        self._report_skipped(checked, probes)
-        if not usable:
-            raise NoUsableImageError(self._nothing_usable_message(listed, in_split, probes, others))
-        self.max_images = max_images
-        self.relpaths = usable if max_images is None else usable[: int(max_images)]
-        self._stamps = [(stats[r].st_size, stats[r].st_mtime_ns) for r in self.relpaths]
-        self._mm = None  # the opened memmap (per process; not pickled to DataLoader workers)
-        self._warned_load = False
-        self.cache_path = None  # set by _build_cache: then items come from the memmap
-        if cache:
-            self.cache_path = self._build_cache()
+    def _prepare(self, stamps, cache: bool, progress: bool):
+        """Load the prepared split, or check, decode and resize its files into one (atomically)."""
+        folder = cache_dir("faces") if cache else None
+        tag = f"{self.root.name}-{hashlib.sha1(str(self.root).encode()).hexdigest()[:8]}"
+        stem = f"{tag}-{self.split}-{self.image_size}px-{self.cache_key}"
+        if folder is not None:
+            clean_stale_temp_files(folder)  # what a killed run left behind
+            index, path = folder / f"{stem}.json", folder / f"{stem}.u8"
+            try:
+                meta = json.loads(index.read_text())
+                if path.stat().st_size == len(meta["names"]) * 3 * self.image_size**2:
+                    return meta["names"], [tuple(s) for s in meta["skipped"]], path, None
+            except (OSError, ValueError, KeyError):
+                pass  # not prepared yet (or half): prepare it
+        names, skipped, rows = [], [], []
+        limit = len(stamps) if self.max_images is None else int(self.max_images)
+        desc = f"preparing {self.root.name} {self.split} at {self.image_size}px"
 
-    # -- public ---------------------------------------------------------------------------
+        def write(f) -> None:
+            for rel, size, _ in tqdm(stamps, desc=desc, unit="file", mininterval=1.0,
+                                     disable=not progress or len(stamps) < 200):
+                if len(names) >= limit:
+                    break
+                rgb, why = check_face(self.root / rel) if size >= 0 else (None, "cannot stat")
+                if rgb is None:
+                    skipped.append((rel, why))
+                    continue
+                with _one_torch_thread():
+                    row = resize_square(rgb, self.image_size).numpy()  # (3, S, S) uint8
+                if f is None:
+                    rows.append(row)
+                else:
+                    f.write(row.tobytes())
+                names.append(rel)
+
+        if folder is None:
+            write(None)
+            shape = (len(rows), 3, self.image_size, self.image_size)
+            return names, skipped, None, np.stack(rows) if rows else np.zeros(shape, np.uint8)
+        atomic_write(path, write)  # readers see no file or the complete one, never half
+        write_text_atomic(index, json.dumps({"root": str(self.root), "names": names, "skipped": skipped}))
+        return names, skipped, path, None
+
+    @property
+    def images(self) -> np.ndarray:
+        """The prepared uint8 images ``(N, 3, S, S)`` (a read-only memory map when cached)."""
+        if self._images is None:
+            shape = (len(self.names), 3, self.image_size, self.image_size)
+            self._images = np.memmap(self._path, np.uint8, "r", shape=shape) if shape[0] else np.zeros(shape, np.uint8)
+        return self._images
+
+    @property
+    def relpaths(self) -> list[str]:
+        return self.names
+
     @property
     def files(self) -> list[Path]:
         """Absolute paths of the usable files of this split, in dataset order."""
-        return [self.root / r for r in self.relpaths]
+        return [self.root / r for r in self.names]
 
     @property
     def source(self) -> str:
@@ -370,115 +368,52 @@ class FaceFolder(Dataset):
         return f"{self.root.name} ({self.split} split, {len(self):,} images, {self.image_size}px)"
 
     def __len__(self) -> int:
-        return len(self.relpaths)
-
-    def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
-        rgb = self._load(i)  # (3, S, S) uint8
-        if self.flip and torch.rand(()) < 0.5:
-            rgb = rgb.flip(-1)
-        return rgb_uint8_to_lab_norm(rgb)  # (1, S, S), (2, S, S)
+        return len(self.names)
 
     def rgb_uint8(self, i: int) -> Tensor:
         """Image ``i`` as uint8 RGB ``(3, S, S)``, never flipped (figures, baselines)."""
-        return self._load(i)
-
-    # -- loading ---------------------------------------------------------------------------
-    def _decode_one(self, i: int) -> Tensor:
-        with _one_torch_thread():
-            return resize_square(decode_rgb(self.root / self.relpaths[i]), self.image_size)  # (3, S, S)
-
-    def _load(self, i: int) -> Tensor:
-        if not -len(self) <= i < len(self):
-            raise IndexError(f"index {i} out of range for {len(self)} images")
-        if self.cache_path is not None:
-            if self._mm is None:
-                self._mm = np.load(self.cache_path, mmap_mode="r")
-            return torch.from_numpy(np.array(self._mm[i]))  # (3, S, S) uint8, copied out of the map
-        for attempt in range(len(self)):  # a file that broke after indexing: use the next one
-            j = (i + attempt) % len(self)
-            try:
-                return self._decode_one(j)
-            except Exception as e:
-                if not self._warned_load:
-                    warnings.warn(
-                        f"FaceFolder: could not decode {self.relpaths[j]} ({type(e).__name__}: {e}); "
-                        "using the next image instead (warned once)",
-                        DataWarning,
-                        stacklevel=2,
-                    )
-                    self._warned_load = True
-        raise NoUsableImageError(f"FaceFolder: none of the {len(self)} files of {self.root} can be decoded now")
+        return torch.from_numpy(np.array(self.images[self._check_index(i)]))  # copied out of the map
 
     def __getstate__(self):
         state = self.__dict__.copy()
-        state["_mm"] = None  # each DataLoader worker opens its own map
+        if self._path is not None:
+            state["_images"] = None  # each DataLoader worker maps the file itself
         return state
 
-    def fingerprint(self) -> str:
-        """A key that changes whenever the pixels this dataset yields could change: the
-        folder, the split's files with their sizes and modification times, the image size.
-        Caches derived from the dataset (the uint8 cache, the mean face) are keyed by it."""
-        return f"{_root_tag(self.root)}-{self.split}-{self.image_size}px-{self._cache_key()}"
 
-    # -- the cache -------------------------------------------------------------------------
-    def _cache_key(self) -> str:
-        h = hashlib.sha256(f"facecolor v{_CACHE_VERSION} {self.image_size}px\n".encode())
-        for rel, (size, mtime) in zip(self.relpaths, self._stamps):
-            h.update(f"{rel}\t{size}\t{mtime}\n".encode())
-        return h.hexdigest()[:16]
+class ToyFaces(_Faces):
+    """A generated **stand-in** for face photos, same items as ``FaceFolder``.
 
-    def _build_cache(self) -> Path:
-        """Load the cache that matches the folder's current state, or build it (atomically)."""
-        folder = cache_dir()
-        path = folder / f"{self.fingerprint()}.npy"
-        if path.exists():
-            mm = np.load(path, mmap_mode="r")
-            if mm.shape == (len(self), 3, self.image_size, self.image_size):
-                return path
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-        shape = (len(self), 3, self.image_size, self.image_size)
-        try:
-            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)  # (N, 3, S, S)
-            desc = f"caching {self.root.name} {self.split} at {self.image_size}px"
-            for i in tqdm(range(len(self)), desc=desc, unit="img", mininterval=1.0):
-                out[i] = self._load(i).numpy()  # a file failing here is replaced by the next (warned)
-            out.flush()
-            del out
-            os.replace(tmp, path)  # readers see the old state or the complete new file, never half
-        finally:
-            tmp.unlink(missing_ok=True)
-        return path
+    ``num_images`` images per split; image ``i`` of ``split`` depends only on
+    ``(seed, split, i)`` (drawn on demand by ``lib.toyfaces.render_toy_face``, nothing
+    stored). ``flip`` (default: training split only) mirrors half of the items at random.
+    ``open_splits`` uses it when no face folder is found: numbers measured on it say
+    nothing about real faces. Taught in ``05_training_unet``.
+    """
 
-    # -- messages --------------------------------------------------------------------------
-    def _report_skipped(self, checked: list[str], probes: dict[str, tuple[str, str]]) -> None:
-        bad = [(r, probes[r][1]) for r in checked if probes[r][0] == "bad"]
-        grey = [r for r in checked if probes[r][0] == "grayscale"]
-        if not bad and not grey:
-            return
-        parts = []
-        if bad:
-            parts.append(f"{len(bad)} unreadable: " + _name_some([f"{r} ({why})" for r, why in bad]))
-        if grey:
-            parts.append(f"{len(grey)} grayscale (no colour to learn from): " + _name_some(grey))
-        warnings.warn(
-            f"FaceFolder({str(self.root)!r}, split={self.split!r}): skipped {len(bad) + len(grey)} of "
-            f"{len(checked)} image files; " + "; ".join(parts),
-            DataWarning,
-            stacklevel=3,
-        )
+    cache_key = None  # nothing to cache: drawing is as fast as reading
 
-    def _nothing_usable_message(self, listed, in_split, probes, others: Counter) -> str:
-        found = Counter(v[0] for v in probes.values())
-        other = ", ".join(f"{n} {ext}" for ext, n in others.most_common(5)) or "none"
-        msg = (
-            f"no usable image in {self.root} (split={self.split!r}): found {len(listed)} files with an image "
-            f"extension {IMAGE_EXTENSIONS}, {len(in_split)} of them in this split "
-            f"({found['bad']} unreadable, {found['grayscale']} grayscale); other files: {other}."
-        )
-        if listed and not in_split:
-            msg += " The split is a hash of each path, so a tiny folder can leave a split empty: try split='all'."
-        return msg
+    def __init__(self, num_images: int = 512, image_size: int = 128, split: str = "train", seed: int = 0,
+                 flip: bool | None = None):
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        assert num_images > 0, f"num_images must be positive, got {num_images}"
+        assert image_size >= 16, f"image_size must be at least 16, got {image_size}"
+        self.num_images, self.image_size, self.split, self.seed = int(num_images), int(image_size), split, int(seed)
+        self.flip = (split == "train") if flip is None else bool(flip)
+
+    @property
+    def source(self) -> str:
+        """One line naming the data, for figure titles and logs."""
+        return f"ToyFaces, a generated stand-in for face photos ({self.split}, {len(self)} images, seed {self.seed})"
+
+    def __len__(self) -> int:
+        return self.num_images
+
+    def rgb_uint8(self, i: int) -> Tensor:
+        """Image ``i`` as uint8 RGB ``(3, S, S)``, never flipped."""
+        rng = np.random.default_rng([self.seed, SPLITS.index(self.split), self._check_index(i)])
+        return torch.from_numpy(render_toy_face(rng, self.image_size))  # (3, S, S) uint8
 
 
 def _name_some(names: list[str], limit: int = 10) -> str:
@@ -486,15 +421,40 @@ def _name_some(names: list[str], limit: int = 10) -> str:
     return shown + (f", ... and {len(names) - limit} more" if len(names) > limit else "")
 
 
-# --- where the data comes from --------------------------------------------------------------
-def resolve_data_root(root: str | Path | None = None) -> Path | None:
-    """The CelebA-HQ folder to use: ``root`` if given, else ``$CELEBAHQ_DIR``, else
-    ``data/celeba_hq/`` in the repository when it exists, else None (use ToyFaces).
+# --- where the data come from ----------------------------------------------------------------
+@dataclass
+class DataSource:
+    """What a run was trained on, stored in its checkpoint: a face folder or ToyFaces."""
 
-    A path given explicitly (argument or variable) that is not a folder is an error, not
-    a silent fall-back to toy data. Taught in ``02_data``.
+    kind: str  # "folder" | "toy"
+    root: str | None = None  # absolute path of the folder (None for ToyFaces)
+    fingerprint: str | None = None  # folder_fingerprint(root) when opened (None for ToyFaces)
+    counts: dict[str, int] = field(default_factory=dict)  # images per split opened
+
+    def describe(self) -> str:
+        """One line: "celebahq-5k at /abs/path: 4,484 train / 248 val / 260 test images"."""
+        if self.kind == "toy":
+            return "ToyFaces (generated stand-in faces, not real photos)"
+        counts = " / ".join(f"{n:,} {sp}" for sp, n in self.counts.items())
+        return f"{Path(self.root).name} at {self.root}: {counts} images"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> DataSource:
+        return cls(kind=d["kind"], root=d.get("root"), fingerprint=d.get("fingerprint"),
+                   counts=dict(d.get("counts") or {}))
+
+
+def resolve_data_root(root: str | Path | None = None) -> Path | None:
+    """The face folder to use: ``root`` if given, else ``$CELEBAHQ_DIR``, else
+    ``data/celeba_hq/`` in the repository when it holds files, else None (use ToyFaces).
+
+    A path given explicitly (argument or variable) that is not a folder is an error
+    (``FileNotFoundError``), not a silent fall-back to toy data.
     """
-    for given, what in ((root, "root"), (os.environ.get("CELEBAHQ_DIR") or None, "$CELEBAHQ_DIR")):
+    for given, what in ((root, "data_root"), (os.environ.get("CELEBAHQ_DIR") or None, "$CELEBAHQ_DIR")):
         if given is not None:
             path = Path(given).expanduser()
             if not path.is_dir():
@@ -504,25 +464,89 @@ def resolve_data_root(root: str | Path | None = None) -> Path | None:
     return default if default.is_dir() and any(default.iterdir()) else None
 
 
-def make_dataset(root: str | Path | None = None, split: str = "train", image_size: int = 128, **kw):
-    """``FaceFolder`` on the folder ``resolve_data_root`` finds, else ``ToyFaces`` with a notice.
+def _toy_count(split: str, toy_images: int, max_images: int | None) -> int:
+    n = toy_images if split == "train" else max(16, toy_images // 8)
+    return n if max_images is None else min(n, max_images)
 
-    Keyword arguments go to whichever class is built, if it takes them (``max_images``
-    becomes ToyFaces' ``num_images``). Taught in ``02_data``.
+
+def open_splits(data_root: str | Path | None = None, dataset: str = "auto", image_size: int = 64,
+                splits: tuple[str, ...] = SPLITS, *, max_images: int | None = None, toy_images: int = 512,
+                cache: bool = True, seed: int = 0, progress: bool = True) -> tuple[dict[str, Dataset], DataSource]:
+    """The datasets of ``splits`` and where they come from: ``({split: dataset}, DataSource)``.
+
+    The one place the folder-or-ToyFaces decision is made. ``data_root`` None looks at
+    ``$CELEBAHQ_DIR``, then ``data/celeba_hq/``; with none found ``dataset="auto"`` uses
+    ``ToyFaces`` (said in one line), ``dataset="folder"`` is a ``DataError``;
+    ``dataset="toy"`` always uses ToyFaces (``toy_images`` in train, an eighth, at least 16,
+    in val and test; ``seed`` draws them). A split may be empty (callers decide); a folder
+    with no usable image in any of ``splits`` is a ``DataError`` naming the folder and what
+    was found. Items: ``(l_n (1, S, S), ab_n (2, S, S))`` float32; the train split flips.
+    Taught in ``05_training_unet``.
     """
-    folder = resolve_data_root(root)
-    cls = FaceFolder if folder is not None else ToyFaces
-    if folder is None:
-        print("[data] no CelebA-HQ folder (argument, $CELEBAHQ_DIR or data/celeba_hq/): using ToyFaces, "
-              "generated stand-in faces; see data/README.md for the real data")
-        if kw.get("max_images") is not None:
-            kw.setdefault("num_images", kw["max_images"])
-    known = set(inspect.signature(FaceFolder).parameters) | set(inspect.signature(ToyFaces).parameters)
-    unknown = set(kw) - known
-    if unknown:
-        raise TypeError(f"make_dataset: unknown arguments {sorted(unknown)}")
-    accepted = inspect.signature(cls).parameters
-    kw = {k: v for k, v in kw.items() if k in accepted}
-    if folder is not None:
-        return FaceFolder(folder, split=split, image_size=image_size, **kw)
-    return ToyFaces(split=split, image_size=image_size, **kw)
+    if dataset not in ("auto", "folder", "toy"):
+        raise ConfigError(f"option 'dataset' must be one of auto, folder, toy; got {dataset!r}")
+    unknown = [s for s in splits if s not in SPLITS]
+    if unknown or not splits:
+        raise ConfigError(f"splits must be some of {', '.join(SPLITS)}; got {tuple(splits)!r}")
+    root = None
+    if dataset != "toy":
+        try:
+            root = resolve_data_root(data_root)
+        except FileNotFoundError as e:
+            raise DataError(f"{e}: pass an existing folder of face photos as data_root") from None
+        if root is None and dataset == "folder":
+            raise DataError("option 'dataset' is 'folder' but no face folder was found (data_root, $CELEBAHQ_DIR, "
+                            "data/celeba_hq/): set data_root to a folder of face photos, or use dataset=toy or auto")
+    if root is None:
+        if dataset == "auto":
+            print("[data] no face folder (data_root, $CELEBAHQ_DIR or data/celeba_hq/): using ToyFaces, generated "
+                  "stand-in faces; numbers on them say nothing about real faces (see data/README.md)")
+        sets = {sp: ToyFaces(_toy_count(sp, toy_images, max_images), image_size, sp, seed) for sp in splits}
+        return sets, DataSource("toy", counts={sp: len(ds) for sp, ds in sets.items()})
+    root = root.resolve()
+    sets = {sp: FaceFolder(root, sp, image_size, cache=cache, max_images=max_images, progress=progress)
+            for sp in splits}
+    if not any(len(ds) for ds in sets.values()):
+        raise DataError(_nothing_usable(root, sets))
+    return sets, DataSource("folder", str(root), folder_fingerprint(root), {sp: len(ds) for sp, ds in sets.items()})
+
+
+def _nothing_usable(root: Path, sets: dict[str, FaceFolder]) -> str:
+    listed, others = list_image_files(root)
+    why = Counter(reason.split(":")[0] for ds in sets.values() for _, reason in ds.skipped)
+    found = ", ".join(f"{n} {w}" for w, n in why.most_common()) or "none skipped"
+    other = ", ".join(f"{n} {ext}" for ext, n in others.most_common(5)) or "none"
+    msg = (f"no usable image in {root} for the {'/'.join(sets)} split(s): {len(listed)} files with an image "
+           f"extension {IMAGE_EXTENSIONS} ({found}); other files: {other}.")
+    if listed and not why:
+        msg += (" Splits are a hash of each file's path (90/5/5 %), so a folder of a few images can leave a"
+                " split empty: add images (val and test each get about 5 % of them).")
+    return msg
+
+
+def reopen_splits(source: dict, image_size: int, splits: tuple[str, ...] = SPLITS, **kwargs
+                  ) -> tuple[dict[str, Dataset], DataSource]:
+    """Open the splits a checkpoint was trained on, from its ``DataSource.to_dict()``.
+
+    A folder that is gone is a ``DataError`` (evaluating on other data must be asked for:
+    ``--data-root DIR``); a folder whose files changed since is opened with a
+    ``DataWarning``. ``kwargs`` as for ``open_splits`` (``toy_images``, ``seed`` for ToyFaces).
+    """
+    src = DataSource.from_dict(source)
+    if src.kind == "toy":
+        return open_splits(None, "toy", image_size, splits, **kwargs)
+    if not src.root or not Path(src.root).is_dir():
+        raise DataError(f"the checkpoint was trained on the face folder {src.root}, which is not there now: "
+                        "restore it, or evaluate on another folder with --data-root DIR (said in the report)")
+    if src.fingerprint is not None and folder_fingerprint(src.root) != src.fingerprint:
+        warnings.warn(f"{src.root}: its image files changed since the checkpoint was trained "
+                      f"({src.describe()} then)", DataWarning, stacklevel=2)
+    return open_splits(src.root, "folder", image_size, splits, **kwargs)
+
+
+def make_dataset(root: str | Path | None = None, split: str = "train", image_size: int = 128, **kw) -> Dataset:
+    """One split from ``open_splits`` (kept until every caller uses ``open_splits``)."""
+    kw.pop("num_images", None)
+    kw.pop("flip", None)
+    sets, _ = open_splits(root, "auto", image_size, (split,), **kw)
+    return sets[split]

@@ -1,6 +1,7 @@
 """ToyFaces: generated *stand-in* face images, for when no CelebA-HQ folder is available.
 
-Taught in ``notebooks/02_data.ipynb``. Re-exported by ``lib.data``.
+Taught in ``notebooks/05_training_unet.ipynb``; ``lib.data.ToyFaces`` serves these images as a
+dataset (and ``lib.data.open_splits`` uses it when no face folder is found).
 
 These are not photographs. Each image is drawn from a handful of random choices
 (seeded by ``seed``, split and index, so image ``i`` is the same on every machine):
@@ -29,14 +30,11 @@ from functools import lru_cache
 
 import numpy as np
 import torch
-from torch import Tensor
-from torch.utils.data import Dataset
 
 from lib.color import lab_to_rgb
 
-__all__ = ["ToyFaces", "render_toy_face"]
+__all__ = ["render_toy_face"]
 
-_SPLIT_IDS = {"train": 0, "val": 1, "test": 2, "all": 3}
 _F32 = np.float32
 
 
@@ -196,7 +194,7 @@ def _blend(c0, c1, t):
 
 
 def render_toy_face(rng: np.random.Generator, size: int = 128) -> np.ndarray:
-    """Draw one stand-in face: uint8 RGB ``(3, size, size)``. Taught in ``02_data``."""
+    """Draw one stand-in face: uint8 RGB ``(3, size, size)``. Taught in ``05_training_unet``."""
     U = rng.uniform
     col = _palette(rng)  # (13, 3) linear RGB, indices as in _palette
     # pose: position, scale, roll (in-plane), yaw (features slide sideways, light turns)
@@ -335,47 +333,3 @@ def render_toy_face(rng: np.random.Generator, size: int = 128) -> np.ndarray:
     srgb = lut[(np.clip(lin, 0, 1) * (len(lut) - 1) + 0.5).astype(np.int32)]  # (3, S, S) in [0, 255]
     srgb += rng.standard_normal((3, size, size), dtype=_F32) * 2.5  # sensor noise
     return np.clip(srgb + 0.5, 0, 255).astype(np.uint8)  # (3, S, S)
-
-
-# --- the dataset -----------------------------------------------------------------------------
-class ToyFaces(Dataset):
-    """A generated **stand-in** for face photos, same items as ``FaceFolder``.
-
-    ``num_images`` images per split; image ``i`` of ``split`` depends only on
-    ``(seed, split, i)`` (drawn on demand, nothing stored). ``flip`` (default: training
-    split only) mirrors half of the items at random. Use it when no CelebA-HQ folder is
-    available (``lib.data.make_dataset`` does so with a notice): numbers measured on it
-    say nothing about real faces. Taught in ``02_data``.
-    """
-
-    def __init__(self, num_images: int = 512, image_size: int = 128, split: str = "train", seed: int = 0,
-                 flip: bool | None = None):
-        if split not in _SPLIT_IDS:
-            raise ValueError(f"split must be one of {tuple(_SPLIT_IDS)}, got {split!r}")
-        assert num_images > 0, f"num_images must be positive, got {num_images}"
-        assert image_size >= 16, f"image_size must be at least 16, got {image_size}"
-        self.num_images, self.image_size, self.split, self.seed = int(num_images), int(image_size), split, int(seed)
-        self.flip = (split == "train") if flip is None else bool(flip)
-
-    @property
-    def source(self) -> str:
-        """One line naming the data, for figure titles and logs."""
-        return f"ToyFaces, a generated stand-in for face photos ({self.split}, {len(self)} images, seed {self.seed})"
-
-    def __len__(self) -> int:
-        return self.num_images
-
-    def rgb_uint8(self, i: int) -> Tensor:
-        """Image ``i`` as uint8 RGB ``(3, S, S)``, never flipped."""
-        if not -len(self) <= i < len(self):
-            raise IndexError(f"index {i} out of range for {len(self)} images")
-        rng = np.random.default_rng([self.seed, _SPLIT_IDS[self.split], i % len(self)])
-        return torch.from_numpy(render_toy_face(rng, self.image_size))  # (3, S, S) uint8
-
-    def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
-        from lib.data import rgb_uint8_to_lab_norm  # here: lib.data imports this module
-
-        rgb = self.rgb_uint8(i)  # (3, S, S)
-        if self.flip and torch.rand(()) < 0.5:
-            rgb = rgb.flip(-1)
-        return rgb_uint8_to_lab_norm(rgb)  # (1, S, S), (2, S, S)

@@ -1,7 +1,8 @@
-"""Tests of ``lib.data`` (FaceFolder, splits, cache, data roots), ``lib.toyfaces`` and the data tour.
+"""Tests of ``lib.data``: open_splits / reopen_splits, the hash split, preparing a folder (checks,
+cache, temp files), ToyFaces.
 
 Odd files are made in ``tmp_path`` with PIL (and a hand-written 16-bit RGB PNG, which PIL
-cannot write). Real-face tests use the ``celebahq_dir`` fixture and skip without it.
+cannot write). Real-face tests are marked ``realdata`` and use the ``celebahq_dir`` fixture.
 """
 
 from __future__ import annotations
@@ -26,24 +27,27 @@ from torch.utils.data import DataLoader
 
 import lib.data as data
 from lib.data import (
+    DataSource,
     DataWarning,
     FaceFolder,
-    NoUsableImageError,
     ToyFaces,
+    check_face,
     decode_rgb,
-    make_dataset,
-    probe_image,
+    open_splits,
+    reopen_splits,
     resolve_data_root,
     split_of,
 )
+from lib.errors import ConfigError, DataError
 
 S = 32  # image size for the synthetic-folder tests: small keeps them fast
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(autouse=True)
-def _cache_in_tmp(tmp_path_factory, monkeypatch):
-    """Every test writes its caches under a temporary folder, never ~/.cache."""
-    monkeypatch.setenv("FACECOLOR_CACHE", str(tmp_path_factory.getbasetemp() / "facecolor-cache"))
+def _cache_in_tmp(tmp_path, monkeypatch):
+    """Every test writes its caches under its own temporary folder, never ~/.cache."""
+    monkeypatch.setenv("FACECOLOR_CACHE", str(tmp_path / "facecolor-cache"))
 
 
 # --- making test images ---------------------------------------------------------------------
@@ -70,13 +74,13 @@ def _write_png16(path: Path, rgb16: np.ndarray) -> None:
 
 GOOD = ["a.jpg", "b.JPEG", "sub/deeper/c.jpg", "rgba.png", "rgb16.png", "cmyk.jpg", "palette.png", "photo.webp",
         "wide.jpg"]
-BAD = ["truncated.jpg", "text.jpg"]
-GREY = ["grey.jpg", "grey16.png"]
+BAD = {"truncated.jpg": "truncated", "text.jpg": "not an image", "empty.jpg": "not an image",
+       "grey.jpg": "grayscale", "grey16.png": "grayscale", "dot.png": "too small: 1x1", "strip.png": "too small: 200x3"}
 
 
 @pytest.fixture
 def odd_folder(tmp_path) -> Path:
-    """A folder with every kind of file the issue names, plus distractors."""
+    """A folder with every kind of file the issues name, plus distractors."""
     root = tmp_path / "faces"
     (root / "sub" / "deeper").mkdir(parents=True)
     Image.fromarray(_photo(seed=1)).save(root / "a.jpg", quality=95)
@@ -92,10 +96,13 @@ def odd_folder(tmp_path) -> Path:
     full = (root / "a.jpg").read_bytes()
     (root / "truncated.jpg").write_bytes(full[: len(full) // 2])
     (root / "text.jpg").write_text("this is not a JPEG")
+    (root / "empty.jpg").write_bytes(b"")
     Image.fromarray(_photo(seed=10)).convert("L").save(root / "grey.jpg")
     Image.fromarray(_photo(seed=11)[..., 0].astype(np.uint16) * 257).save(root / "grey16.png")  # mode I;16
+    Image.fromarray(_photo(1, 1, seed=12)).save(root / "dot.png")  # a 1x1 image is no face
+    Image.fromarray(_photo(3, 200, seed=13)).save(root / "strip.png")
     (root / "notes.txt").write_text("not an image, not counted")
-    Image.fromarray(_photo(seed=12)).save(root / ".hidden.jpg")  # hidden: ignored
+    Image.fromarray(_photo(seed=14)).save(root / ".hidden.jpg")  # hidden: ignored
     return root
 
 
@@ -106,35 +113,133 @@ def _build(*args, **kw) -> tuple[FaceFolder, list[warnings.WarningMessage]]:
     return ds, [w for w in caught if issubclass(w.category, DataWarning)]
 
 
-# --- bad input --------------------------------------------------------------------------
-def test_odd_files_counted_and_warned_once(odd_folder):
+# --- the split is pinned ------------------------------------------------------------------------
+# Computed with the code as it was before the redesign (commit cf2c85c): the same files must
+# stay in the same splits, or checkpoints would be reported on faces they were trained on.
+PINNED_SPLITS = {
+    "00000.jpg": "train", "00001.jpg": "val", "00002.jpg": "train", "00022.jpg": "val", "00031.jpg": "test",
+    "00036.jpg": "val", "00107.jpg": "test", "00116.jpg": "test", "sub/a.jpg": "train", "dir\\b.png": "train",
+    "caf\u00e9.jpg": "train", "cafe\u0301.jpg": "train",
+}
+PINNED_HALF = {"00000.jpg": "val", "00001.jpg": "test", "00002.jpg": "train", "00003.jpg": "test",
+               "00011.jpg": "val", "sub/a.jpg": "val"}  # fractions (0.5, 0.25, 0.25)
+# usable files of ../shared/data/celebahq-5k per split: count and sha256 of the sorted names joined by "\n"
+PINNED_REAL = {
+    "train": (4484, "8de0c6d6c146284be954c7a1c88dcce8eec2cd5d589c432aa304ed3e7b38d18c"),
+    "val": (248, "f73ce29ade3387a8fcf1ec70349585203b3e053bc8860141e9766db97e0b2854"),
+    "test": (260, "4f6069ce1a25badd48b83806a8c75e896186fd36706052e6f393d3e18ce5f365"),
+}
+
+
+def test_split_of_pinned():
+    assert {n: split_of(n) for n in PINNED_SPLITS} == PINNED_SPLITS
+    assert {n: split_of(n, (0.5, 0.25, 0.25)) for n in PINNED_HALF} == PINNED_HALF
+
+
+@pytest.mark.realdata
+def test_real_folder_splits_pinned(celebahq_dir):
+    """The same real files land in the same splits (and the same one grayscale face is left out).
+
+    The listing and hash are checked for all 4,993 files; decoding is checked on a few (the
+    full prepare, run once by hand on this change, gave the same names and the same pixels).
+    """
+    listed = data.list_image_files(celebahq_dir)[0]
+    assert check_face(celebahq_dir / "00380.jpg")[1].startswith("grayscale")
+    for sp, (n, digest) in PINNED_REAL.items():
+        names = [r for r in listed if split_of(r) == sp and r != "00380.jpg"]
+        assert len(names) == n and hashlib.sha256("\n".join(names).encode()).hexdigest() == digest, sp
+    sets, source = open_splits(celebahq_dir, "folder", image_size=32, splits=("val", "test"), max_images=4)
+    assert sets["val"].names == [r for r in listed if split_of(r) == "val"][:4]
+    assert source.describe() == f"{celebahq_dir.name} at {celebahq_dir.resolve()}: 4 val / 4 test images"
+    l_n, ab_n = sets["val"][0]
+    assert l_n.shape == (1, 32, 32) and ab_n.shape == (2, 32, 32) and ab_n[0].mean() > 0.02, "faces are reddish"
+
+
+def test_split_stable_under_rename_and_shuffled_listing(tmp_path, monkeypatch):
+    root = _small_folder(tmp_path / "before")
+    first = _split_map(root, fractions=(0.5, 0.25, 0.25))
+    assert len(first) == 30 and set(first.values()) == {"train", "val", "test"}, "splits must partition the folder"
+    moved = root.rename(tmp_path / "renamed-parent")
+    assert _split_map(moved, fractions=(0.5, 0.25, 0.25)) == first, "renaming the folder changed the split"
+
+    real_walk, rng = os.walk, random.Random(0)
+
+    def shuffled_walk(top, *a, **kw):  # the OS may list files in any order
+        entries = list(real_walk(top, *a, **kw))
+        rng.shuffle(entries)
+        for dirpath, dirnames, filenames in entries:
+            rng.shuffle(filenames)
+            yield dirpath, dirnames, filenames
+
+    monkeypatch.setattr(data.os, "walk", shuffled_walk)
+    assert _split_map(moved, fractions=(0.5, 0.25, 0.25), cache=False) == first, "the listing order changed the split"
+    names = FaceFolder(moved, "train", 32, fractions=(0.5, 0.25, 0.25), cache=False).names
+    assert names == sorted(r for r, sp in first.items() if sp == "train")
+
+
+def test_split_fractions_on_5k_names():
+    names = [f"{i:05d}.jpg" for i in range(5000)]
+    for fractions in [(0.9, 0.05, 0.05), (0.8, 0.1, 0.1), (0.5, 0.3, 0.2)]:
+        counts = Counter(split_of(n, fractions) for n in names)
+        for sp, f in zip(("train", "val", "test"), fractions):
+            sigma = (5000 * f * (1 - f)) ** 0.5
+            assert abs(counts[sp] - 5000 * f) < 4 * sigma, f"{sp}: {counts[sp]} of 5000 for fraction {f}"
+    assert {split_of(n, (1.0, 0.0, 0.0)) for n in names[:200]} == {"train"}
+    with pytest.raises(ValueError, match="summing to 1"):
+        split_of("a.jpg", (0.9, 0.1, 0.1))
+
+
+def test_split_independent_of_python_hash_seed_and_separators():
+    """Also: lib.toyfaces does not import lib.data (no import circle)."""
+    names = [f"dir/{i}.jpg" for i in range(300)]
+    code = ("import sys, lib.toyfaces; assert 'lib.data' not in sys.modules, 'lib.toyfaces imports lib.data'; "
+            "from lib.data import split_of; print(','.join(split_of(n) for n in sys.argv[1:]))")
+    out = subprocess.run([sys.executable, "-c", code, *names], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONHASHSEED": "12345"}, cwd=REPO)
+    assert out.stdout.strip().split(",") == [split_of(n) for n in names]
+    assert [split_of(n.replace("/", "\\")) for n in names] == [split_of(n) for n in names]
+
+
+# --- bad input -----------------------------------------------------------------------------------
+def test_odd_files_named_with_their_reason_in_one_warning(odd_folder):
     ds, warned = _build(odd_folder, split="all", image_size=S)
-    assert sorted(ds.relpaths) == sorted(GOOD)
-    assert ds.relpaths == sorted(ds.relpaths), "files must be in sorted order"
+    assert ds.names == sorted(GOOD), "usable files, in sorted order"
     assert len(warned) == 1, f"expected exactly one DataWarning, got {[str(w.message) for w in warned]}"
     msg = str(warned[0].message)
-    n_listed = len(GOOD) + len(BAD) + len(GREY)
-    assert f"skipped {len(BAD) + len(GREY)} of {n_listed} image files" in msg
-    assert f"{len(BAD)} unreadable" in msg and f"{len(GREY)} grayscale" in msg
-    for name in BAD + GREY:
-        assert name in msg, f"{name} should be named in the warning: {msg}"
-    assert "truncated.jpg (truncated)" in msg and "text.jpg (not an image)" in msg
-    assert str(odd_folder) in msg
+    assert f"skipped {len(BAD)} of {len(BAD) + len(GOOD)} image files" in msg and str(odd_folder) in msg
+    reasons = dict(ds.skipped)
+    assert set(reasons) == set(BAD)
+    for name, why in BAD.items():
+        assert reasons[name].startswith(why), (name, reasons[name])
+        assert f"{name} ({why}" in msg
     assert ".hidden" not in msg and "notes.txt" not in msg
-    assert probe_image(odd_folder / "text.jpg") == ("bad", "not an image")
-    assert probe_image(odd_folder / "grey16.png")[0] == "grayscale" and probe_image(odd_folder / "cmyk.jpg")[0] == "ok"
+
+
+def test_check_face(odd_folder):
+    rgb, why = check_face(odd_folder / "cmyk.jpg")
+    assert why == "" and rgb.shape == (3, 48, 48) and rgb.dtype == torch.uint8
+    assert check_face(odd_folder / "dot.png") == (None, "too small: 1x1, a face needs at least 32 px a side")
+    assert check_face(odd_folder / "text.jpg") == (None, "not an image")
+
+
+def test_too_many_pixels_refused_before_decoding(tmp_path, monkeypatch):
+    Image.fromarray(_photo(64, 64)).save(tmp_path / "big.png")
+    monkeypatch.setattr(data, "MAX_PIXELS", 63 * 64)
+    monkeypatch.setattr(data, "decode_rgb", lambda p: pytest.fail("decoded a file refused by its header"))
+    assert check_face(tmp_path / "big.png") == (None, "too large: 64x64 is over 4,032 pixels")
 
 
 def test_odd_files_items(odd_folder):
     ds, _ = _build(odd_folder, split="all", image_size=S)
     for i in range(len(ds)):
         l_n, ab_n = ds[i]
-        assert l_n.shape == (1, S, S) and ab_n.shape == (2, S, S), ds.relpaths[i]
+        assert l_n.shape == (1, S, S) and ab_n.shape == (2, S, S), ds.names[i]
         assert l_n.dtype == ab_n.dtype == torch.float32
         assert -1.0 <= l_n.min() and l_n.max() <= 1.0 + 1e-5 and ab_n.abs().max() < 1.0
-        assert ab_n.abs().mean() > 0.02, f"{ds.relpaths[i]} lost its colour"
+        assert ab_n.abs().mean() > 0.02, f"{ds.names[i]} lost its colour"
         rgb = ds.rgb_uint8(i)
         assert rgb.shape == (3, S, S) and rgb.dtype == torch.uint8
+        assert torch.equal(rgb, data.resize_square(decode_rgb(ds.files[i]), S)), "prepared pixels = decode + resize"
     assert len(list(ds)) == len(ds), "iterating the dataset must stop at its end"
     with pytest.raises(IndexError):
         ds[len(ds)]
@@ -165,8 +270,7 @@ def test_pil_fallback_gives_the_same_pixels(odd_folder, monkeypatch):
 
     monkeypatch.setattr(data, "decode_image", refuse)
     for n in names:
-        slow = decode_rgb(odd_folder / n)
-        assert torch.equal(slow, fast[n]), f"PIL fallback differs from torchvision on {n}"
+        assert torch.equal(decode_rgb(odd_folder / n), fast[n]), f"PIL fallback differs from torchvision on {n}"
 
 
 def test_exif_orientation_applied(tmp_path):
@@ -188,208 +292,100 @@ def test_non_square_resized_and_centre_cropped(tmp_path):
     assert (rgb[2, :, 2:-2] > 200).all() and (rgb[:2, :, 2:-2] < 60).all(), "the centre square should be blue"
 
 
-def test_no_usable_image_error(tmp_path):
+# --- open_splits -----------------------------------------------------------------------------------
+def _small_folder(root: Path, n: int = 30) -> Path:
+    (root / "x").mkdir(parents=True)
+    for i in range(n):
+        sub = root / "x" if i % 3 == 0 else root
+        Image.fromarray(_photo(32, 32, seed=i)).save(sub / f"img{i:03d}.png")
+    return root
+
+
+def _split_map(root: Path, **kw) -> dict[str, str]:
+    return {rel: sp for sp in ("train", "val", "test") for rel in FaceFolder(root, sp, 32, **kw).names}
+
+
+@pytest.fixture
+def no_default_data(tmp_path, monkeypatch):
+    monkeypatch.delenv("CELEBAHQ_DIR", raising=False)
+    monkeypatch.setattr(data, "REPO_ROOT", tmp_path / "repo")  # no data/celeba_hq/ there
+
+
+def test_open_splits_on_a_folder(tmp_path):
+    root = _small_folder(tmp_path / "f", n=30)
+    sets, source = open_splits(root, image_size=S, progress=False)
+    assert set(sets) == {"train", "val", "test"} and source.kind == "folder" and source.root == str(root.resolve())
+    assert source.counts == {sp: len(ds) for sp, ds in sets.items()} and sum(source.counts.values()) == 30
+    assert sets["train"].flip and not sets["val"].flip and not sets["test"].flip
+    assert source.fingerprint == data.folder_fingerprint(root)
+    assert DataSource.from_dict(source.to_dict()) == source
+    assert source.describe().startswith(f"f at {root.resolve()}: {source.counts['train']} train / ")
+    only, _ = open_splits(root, image_size=S, splits=("val",), max_images=1, progress=False)
+    assert list(only) == ["val"] and len(only["val"]) == 1
+
+
+def test_open_splits_toy_fallback_and_choices(no_default_data, capsys):
+    sets, source = open_splits(image_size=S, toy_images=40, max_images=20)
+    assert all(isinstance(ds, ToyFaces) for ds in sets.values())
+    assert {sp: len(ds) for sp, ds in sets.items()} == {"train": 20, "val": 16, "test": 16}
+    assert source == DataSource("toy", None, None, {"train": 20, "val": 16, "test": 16})
+    assert source.describe() == "ToyFaces (generated stand-in faces, not real photos)"
+    out = capsys.readouterr().out
+    assert "ToyFaces" in out and "stand-in" in out and len(out.strip().splitlines()) == 1
+    open_splits(dataset="toy", image_size=S)
+    assert capsys.readouterr().out == "", "asking for toy faces needs no notice"
+    with pytest.raises(DataError, match="'folder' but no face folder"):
+        open_splits(dataset="folder", image_size=S)
+    with pytest.raises(ConfigError, match="auto, folder, toy"):
+        open_splits(dataset="celeba", image_size=S)
+    with pytest.raises(ConfigError, match="train, val, test"):
+        open_splits(dataset="toy", splits=("all",))
+    with pytest.raises(DataError, match="is not a folder"):
+        open_splits("/nonexistent/faces")
+
+
+def test_no_usable_image_is_a_data_error_naming_the_folder(tmp_path):
     root = tmp_path / "nothing-here"
     root.mkdir()
     (root / "text.jpg").write_text("not an image")
     Image.fromarray(_photo(seed=1)).convert("L").save(root / "grey.jpg")
     (root / "readme.txt").write_text("hello")
-    with pytest.raises(NoUsableImageError) as err:
-        _build(root, split="all", image_size=S)
+    with pytest.raises(DataError) as err:
+        open_splits(root, "folder", S)
     msg = str(err.value)
-    assert str(root) in msg and "found 2 files" in msg and "1 unreadable" in msg and "1 grayscale" in msg
-    assert "1 .txt" in msg
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    with pytest.raises(NoUsableImageError, match="found 0 files"):
-        FaceFolder(empty, split="all")
-    with pytest.raises(FileNotFoundError, match="not a folder"):
-        FaceFolder(tmp_path / "missing")
+    assert str(root) in msg and "2 files with an image extension" in msg and "1 .txt" in msg
+    assert "1 not an image" in msg and "1 grayscale" in msg and "'all'" not in msg
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="0 files"):
+        open_splits(tmp_path / "empty", "folder", S)
 
 
-def test_empty_split_of_tiny_folder_says_why(tmp_path):
+def test_tiny_folder_gives_what_exists(tmp_path):
     Image.fromarray(_photo()).save(tmp_path / "only.jpg")
-    other = "val" if split_of("only.jpg") == "train" else "train"
-    with pytest.raises(NoUsableImageError, match="split='all'"):
-        FaceFolder(tmp_path, split=other)
+    home = split_of("only.jpg")
+    sets, source = open_splits(tmp_path, "folder", S)
+    assert {sp: len(ds) for sp, ds in sets.items()} == {sp: int(sp == home) for sp in ("train", "val", "test")}
+    other = "val" if home == "train" else "train"
+    with pytest.raises(DataError) as err:
+        open_splits(tmp_path, "folder", S, splits=(other,))
+    assert "a hash of each file's path" in str(err.value) and "'all'" not in str(err.value)
 
 
-def test_file_broken_after_indexing_does_not_crash_the_epoch(odd_folder):
-    ds, _ = _build(odd_folder, split="all", image_size=S)
-    i = ds.relpaths.index("a.jpg")
-    (odd_folder / "a.jpg").write_bytes(b"broken after indexing")
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        items = [ds[j] for j in range(len(ds))] + [ds[i]]  # the broken one twice: warned once
-    warned = [w for w in caught if issubclass(w.category, DataWarning)]
-    assert len(items) == len(ds) + 1
-    assert len(warned) == 1 and "a.jpg" in str(warned[0].message)
-    assert torch.equal(items[i][0], ds[i + 1][0]), "the next image stands in for the broken one"
+def test_reopen_splits(tmp_path, no_default_data):
+    root = _small_folder(tmp_path / "r", n=12)
+    sets, source = open_splits(root, "folder", S, progress=False)
+    again, same = reopen_splits(source.to_dict(), S, ("train",), progress=False)
+    assert same.root == source.root and again["train"].names == sets["train"].names
+    Image.fromarray(_photo(seed=77)).save(root / "new.png")
+    with pytest.warns(DataWarning, match="changed since the checkpoint"):
+        reopen_splits(source.to_dict(), S, ("train",), progress=False)
+    root.rename(tmp_path / "moved")
+    with pytest.raises(DataError, match="--data-root"):
+        reopen_splits(source.to_dict(), S)
+    toy, toy_source = reopen_splits(DataSource("toy").to_dict(), S, ("val",), toy_images=64, seed=3)
+    assert isinstance(toy["val"], ToyFaces) and toy["val"].seed == 3 and toy_source.kind == "toy"
 
 
-# --- splits -------------------------------------------------------------------------------------
-def _small_folder(root: Path, n: int = 60) -> Path:
-    (root / "x").mkdir(parents=True)
-    for i in range(n):
-        sub = root / "x" if i % 3 == 0 else root
-        Image.fromarray(_photo(16, 16, seed=i)).save(sub / f"img{i:03d}.png")
-    return root
-
-
-def _split_map(root: Path, **kw) -> dict[str, str]:
-    return {rel: sp for sp in ("train", "val", "test")
-            for rel in FaceFolder(root, split=sp, image_size=16, **kw).relpaths}
-
-
-def test_split_stable_under_rename_and_shuffled_listing(tmp_path, monkeypatch):
-    root = _small_folder(tmp_path / "before")
-    first = _split_map(root, fractions=(0.5, 0.25, 0.25))
-    assert len(first) == 60 and set(first.values()) == {"train", "val", "test"}, "splits must partition the folder"
-
-    moved = root.rename(tmp_path / "renamed-parent")
-    assert _split_map(moved, fractions=(0.5, 0.25, 0.25)) == first, "renaming the folder changed the split"
-
-    real_walk = os.walk
-    rng = random.Random(0)
-
-    def shuffled_walk(top, *a, **kw):  # the OS may list files in any order
-        entries = list(real_walk(top, *a, **kw))
-        rng.shuffle(entries)
-        for dirpath, dirnames, filenames in entries:
-            rng.shuffle(filenames)
-            yield dirpath, dirnames, filenames
-
-    monkeypatch.setattr(data.os, "walk", shuffled_walk)
-    shuffled = _split_map(moved, fractions=(0.5, 0.25, 0.25))
-    assert shuffled == first, "the listing order changed the split"
-    assert FaceFolder(moved, split="train", image_size=16, fractions=(0.5, 0.25, 0.25)).relpaths == sorted(
-        r for r, sp in first.items() if sp == "train"
-    )
-
-
-def test_split_fractions_on_5k_names():
-    names = [f"{i:05d}.jpg" for i in range(5000)]
-    for fractions in [(0.9, 0.05, 0.05), (0.8, 0.1, 0.1), (0.5, 0.3, 0.2)]:
-        counts = Counter(split_of(n, fractions) for n in names)
-        for sp, f in zip(("train", "val", "test"), fractions):
-            sigma = (5000 * f * (1 - f)) ** 0.5
-            assert abs(counts[sp] - 5000 * f) < 4 * sigma, f"{sp}: {counts[sp]} of 5000 for fraction {f}"
-    assert {split_of(n, (1.0, 0.0, 0.0)) for n in names[:200]} == {"train"}
-    with pytest.raises(ValueError, match="summing to 1"):
-        split_of("a.jpg", (0.9, 0.1, 0.1))
-
-
-def test_split_independent_of_python_hash_seed_and_separators():
-    names = [f"dir/{i}.jpg" for i in range(300)]
-    code = "import sys; from lib.data import split_of; print(','.join(split_of(n) for n in sys.argv[1:]))"
-    out = subprocess.run([sys.executable, "-c", code, *names], capture_output=True, text=True, check=True,
-                         env={**os.environ, "PYTHONHASHSEED": "12345"}, cwd=Path(__file__).resolve().parents[1])
-    assert out.stdout.strip().split(",") == [split_of(n) for n in names]
-    assert [split_of(n.replace("/", "\\")) for n in names] == [split_of(n) for n in names]
-
-
-# --- the cache ------------------------------------------------------------------------------------
-@pytest.fixture
-def count_decodes(monkeypatch):
-    calls = Counter()
-    real = data.decode_rgb
-
-    def counting(path):
-        calls["decode"] += 1
-        return real(path)
-
-    monkeypatch.setattr(data, "decode_rgb", counting)
-    return calls
-
-
-def test_cache_built_once_reused_and_rebuilt(tmp_path, count_decodes):
-    root = tmp_path / "cached"
-    root.mkdir()
-    for i in range(6):
-        Image.fromarray(_photo(40, 48, seed=i)).save(root / f"{i}.jpg")
-
-    plain = FaceFolder(root, split="all", image_size=S)
-    for _ in DataLoader(plain, batch_size=4):
-        pass
-    assert count_decodes["decode"] == 6, "the decode path decodes every image every epoch"
-
-    count_decodes.clear()
-    ds = FaceFolder(root, split="all", image_size=S, cache=True)
-    assert count_decodes["decode"] == 6 and ds.cache_path.exists(), "building the cache decodes each image once"
-    for _epoch in range(2):
-        for batch_l, batch_ab in DataLoader(ds, batch_size=4):
-            assert batch_l.shape[1:] == (1, S, S) and batch_ab.shape[1:] == (2, S, S)
-    assert count_decodes["decode"] == 6, "epochs on the cache must not decode"
-    assert all(torch.equal(ds.rgb_uint8(i), plain.rgb_uint8(i)) for i in range(6)), "cache and decode path differ"
-    count_decodes.clear()  # (the plain dataset just decoded again)
-
-    again = FaceFolder(root, split="all", image_size=S, cache=True)
-    assert again.cache_path == ds.cache_path and count_decodes["decode"] == 0, "an unchanged folder reuses the cache"
-    assert FaceFolder(root, split="all", image_size=S + 8, cache=True).cache_path != ds.cache_path
-    count_decodes.clear()
-
-    Image.fromarray(_photo(40, 48, seed=99)).save(root / "new.jpg")
-    grown = FaceFolder(root, split="all", image_size=S, cache=True)
-    assert len(grown) == 7 and count_decodes["decode"] == 7, "adding a file rebuilds the cache"
-    assert grown.cache_path != ds.cache_path
-
-    count_decodes.clear()
-    os.utime(root / "0.jpg", ns=(1, 1))  # a changed file (new mtime) also invalidates it
-    assert FaceFolder(root, split="all", image_size=S, cache=True).cache_path != grown.cache_path
-    assert count_decodes["decode"] == 7
-    assert not list(Path(os.environ["FACECOLOR_CACHE"]).glob("*.tmp-*")), "temporary files left behind"
-
-
-def test_cached_dataset_pickles_without_its_pixels(tmp_path):
-    root = _small_folder(tmp_path / "p", n=12)
-    ds = FaceFolder(root, split="all", image_size=S, cache=True)
-    ds[0]  # opens the memmap
-    blob = pickle.dumps(ds)
-    assert len(blob) < 12 * 3 * S * S, "the memmap must not travel to DataLoader workers"
-    clone = pickle.loads(blob)
-    assert torch.equal(clone.rgb_uint8(5), ds.rgb_uint8(5))
-
-
-def test_index_probe_remembered(tmp_path, monkeypatch):
-    root = _small_folder(tmp_path / "q", n=9)
-    FaceFolder(root, split="all", image_size=S)
-    calls = Counter()
-    real = data._probe_pixels
-    monkeypatch.setattr(data, "_probe_pixels", lambda p: (calls.update([1]), real(p))[1])
-    FaceFolder(root, split="all", image_size=S)
-    assert sum(calls.values()) == 0, "unchanged files must not be probed again"
-    Image.fromarray(_photo(16, 16, seed=50)).save(root / "extra.png")
-    FaceFolder(root, split="all", image_size=S)
-    assert sum(calls.values()) == 1, "only the new file is probed"
-
-
-def test_max_images_stops_probing_early(tmp_path, monkeypatch):
-    root = tmp_path / "many"
-    root.mkdir()
-    for i in range(300):
-        Image.fromarray(_photo(8, 8, seed=i)).save(root / f"{i:03d}.png")
-    calls = Counter()
-    real = data._probe_pixels
-    monkeypatch.setattr(data, "_probe_pixels", lambda p: (calls.update([1]), real(p))[1])
-    ds = FaceFolder(root, split="all", image_size=8, max_images=5)
-    assert ds.relpaths == [f"{i:03d}.png" for i in range(5)]
-    assert sum(calls.values()) == 256, "with max_images=5 only the first chunk of files is probed"
-
-
-# --- flips -----------------------------------------------------------------------------------------
-def test_flip_only_for_training(tmp_path):
-    root = _small_folder(tmp_path / "f", n=3)
-    assert FaceFolder(root, split="all", image_size=S, flip=True).flip
-    assert not FaceFolder(root, split="all", image_size=S).flip
-    ds = FaceFolder(root, split="all", image_size=S, flip=True)
-    torch.manual_seed(0)
-    plain = ds.rgb_uint8(0)
-    seen = {torch.equal(ds[0][0], data.rgb_uint8_to_lab_norm(plain)[0]) for _ in range(20)}
-    assert seen == {True, False}, "flip=True should mirror some draws and not others"
-    assert ToyFaces(8, 32, split="train").flip and not ToyFaces(8, 32, split="val").flip
-
-
-# --- data roots ---------------------------------------------------------------------------------------
 def test_resolve_data_root(tmp_path, monkeypatch):
     monkeypatch.delenv("CELEBAHQ_DIR", raising=False)
     monkeypatch.setattr(data, "REPO_ROOT", tmp_path / "repo")
@@ -404,24 +400,107 @@ def test_resolve_data_root(tmp_path, monkeypatch):
     monkeypatch.setenv("CELEBAHQ_DIR", str(env_dir))
     assert resolve_data_root() == env_dir
     assert resolve_data_root(tmp_path) == tmp_path, "an explicit path wins"
-    with pytest.raises(FileNotFoundError, match="root"):
+    with pytest.raises(FileNotFoundError, match="data_root"):
         resolve_data_root(tmp_path / "missing")
     monkeypatch.setenv("CELEBAHQ_DIR", str(tmp_path / "missing"))
     with pytest.raises(FileNotFoundError, match="CELEBAHQ_DIR"):
         resolve_data_root()
 
 
-def test_make_dataset_falls_back_to_toyfaces(tmp_path, monkeypatch, capsys):
-    monkeypatch.delenv("CELEBAHQ_DIR", raising=False)
-    monkeypatch.setattr(data, "REPO_ROOT", tmp_path)
-    ds = make_dataset(split="val", image_size=32, max_images=5, cache=True)
-    assert isinstance(ds, ToyFaces) and len(ds) == 5 and ds.split == "val" and ds.image_size == 32
-    out = capsys.readouterr().out
-    assert "ToyFaces" in out and "stand-in" in out and len(out.strip().splitlines()) == 1
-    with pytest.raises(TypeError, match="unknown"):
-        make_dataset(image_size=32, colour="blue")
-    folder = make_dataset(_small_folder(tmp_path / "m", n=6), split="all", image_size=16, num_images=3)
-    assert isinstance(folder, FaceFolder) and len(folder) == 6, "ToyFaces-only arguments are ignored for folders"
+# --- the prepared cache --------------------------------------------------------------------------------
+@pytest.fixture
+def count_decodes(monkeypatch):
+    calls = Counter()
+    real = data.decode_rgb
+
+    def counting(path):
+        calls["decode"] += 1
+        return real(path)
+
+    monkeypatch.setattr(data, "decode_rgb", counting)
+    return calls
+
+
+def test_prepared_once_reused_and_rebuilt(tmp_path, count_decodes):
+    root = tmp_path / "cached"
+    root.mkdir()
+    for i in range(6):
+        Image.fromarray(_photo(40, 48, seed=i)).save(root / f"{i}.jpg")
+    cache = Path(os.environ["FACECOLOR_CACHE"])
+
+    plain = FaceFolder(root, "all", S, cache=False)
+    assert count_decodes["decode"] == 6 and not cache.exists(), "cache=False writes nothing"
+    ds = FaceFolder(root, "all", S)
+    assert count_decodes["decode"] == 12 and ds._path.is_file(), "preparing decodes each image once"
+    for _epoch in range(2):
+        for batch_l, batch_ab in DataLoader(ds, batch_size=4):
+            assert batch_l.shape[1:] == (1, S, S) and batch_ab.shape[1:] == (2, S, S)
+    assert count_decodes["decode"] == 12, "epochs on the prepared array decode nothing"
+    assert all(torch.equal(ds.rgb_uint8(i), plain.rgb_uint8(i)) for i in range(6)), "cached and in-memory differ"
+
+    count_decodes.clear()
+    again = FaceFolder(root, "all", S)
+    assert again._path == ds._path and count_decodes["decode"] == 0, "an unchanged folder reuses the array"
+    assert FaceFolder(root, "all", S + 8)._path != ds._path
+    count_decodes.clear()
+    Image.fromarray(_photo(40, 48, seed=99)).save(root / "new.jpg")
+    grown = FaceFolder(root, "all", S)
+    assert len(grown) == 7 and count_decodes["decode"] == 7 and grown._path != ds._path, "a new file: prepared again"
+    os.utime(root / "0.jpg", ns=(1, 1))  # a changed file (new mtime) also counts
+    assert FaceFolder(root, "all", S)._path != grown._path
+    assert not list((cache / "faces").glob(".*.tmp-*")), "temporary files left behind"
+
+
+def test_temp_files_of_a_killed_run_are_cleaned(tmp_path):
+    root = _small_folder(tmp_path / "k", n=3)
+    faces = Path(os.environ["FACECOLOR_CACHE"]) / "faces"
+    faces.mkdir(parents=True)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = faces / f".k-train-32px-0.u8.tmp-{int(dead.stdout)}"  # as a kill -9 mid-prepare leaves it
+    mine = faces / f".other.u8.tmp-{os.getpid()}"  # a live process's temp file is kept
+    stale.write_bytes(b"x" * 100)
+    mine.write_bytes(b"y")
+    FaceFolder(root, "all", S)
+    assert not stale.exists() and mine.exists()
+
+
+def test_half_written_cache_is_prepared_again(tmp_path):
+    root = _small_folder(tmp_path / "h", n=4)
+    ds = FaceFolder(root, "all", S)
+    ds._path.write_bytes(ds._path.read_bytes()[:100])  # a truncated array (disk full, say)
+    again = FaceFolder(root, "all", S)
+    assert torch.equal(again.rgb_uint8(3), ds.rgb_uint8(3)) and again._path.stat().st_size == 4 * 3 * S * S
+
+
+def test_cached_dataset_pickles_without_its_pixels(tmp_path):
+    root = _small_folder(tmp_path / "p", n=12)
+    ds = FaceFolder(root, "all", S)
+    ds[0]  # maps the file
+    blob = pickle.dumps(ds)
+    assert len(blob) < 12 * 3 * S * S, "the memory map must not travel to DataLoader workers"
+    assert torch.equal(pickle.loads(blob).rgb_uint8(5), ds.rgb_uint8(5))
+
+
+def test_max_images_stops_decoding_early(tmp_path, count_decodes):
+    root = tmp_path / "many"
+    root.mkdir()
+    (root / "000.png").write_text("broken")
+    for i in range(1, 40):
+        Image.fromarray(_photo(32, 32, seed=i)).save(root / f"{i:03d}.png")
+    ds = FaceFolder(root, "all", S, max_images=5)
+    assert ds.names == [f"{i:03d}.png" for i in range(1, 6)] and ds.skipped == [("000.png", "not an image")]
+    assert count_decodes["decode"] == 5, "with max_images=5 only the first usable files are decoded"
+
+
+def test_flip_only_for_training(tmp_path):
+    root = _small_folder(tmp_path / "f", n=3)
+    assert FaceFolder(root, "all", S, flip=True).flip and not FaceFolder(root, "all", S).flip
+    ds = FaceFolder(root, "all", S, flip=True)
+    torch.manual_seed(0)
+    plain = data.rgb_uint8_to_lab_norm(ds.rgb_uint8(0))[0]
+    seen = {torch.equal(ds[0][0], plain) for _ in range(20)}
+    assert seen == {True, False}, "flip=True should mirror some draws and not others"
+    assert ToyFaces(8, 32, split="train").flip and not ToyFaces(8, 32, split="val").flip
 
 
 # --- ToyFaces ------------------------------------------------------------------------------------------
@@ -429,7 +508,6 @@ def test_toyfaces_deterministic():
     a, b = ToyFaces(6, 64, seed=3), ToyFaces(6, 64, seed=3)
     for i in range(6):
         assert torch.equal(a.rgb_uint8(i), b.rgb_uint8(i)), f"image {i} differs between two instances"
-    assert torch.equal(a.rgb_uint8(2), a.rgb_uint8(2)), "drawing twice must give the same image"
     assert not torch.equal(a.rgb_uint8(0), ToyFaces(6, 64, seed=4).rgb_uint8(0)), "the seed must matter"
     assert not torch.equal(a.rgb_uint8(0), ToyFaces(6, 64, seed=3, split="val").rgb_uint8(0)), "splits must differ"
     l_n, ab_n = ToyFaces(6, 64, split="test")[1]
@@ -438,7 +516,7 @@ def test_toyfaces_deterministic():
         a.rgb_uint8(6)
 
 
-def test_toyfaces_varied_and_colourful():
+def test_toyfaces_varied_and_colourful(tmp_path):
     ds = ToyFaces(24, 64, split="val")
     rgb = torch.stack([ds.rgb_uint8(i) for i in range(len(ds))])  # (24, 3, 64, 64)
     l_n, ab_n = data.rgb_uint8_to_lab_norm(rgb)
@@ -449,59 +527,6 @@ def test_toyfaces_varied_and_colourful():
     whole = (ab_n * 110).mean((2, 3))  # (24, 2): backgrounds and clothes make images differ
     assert whole.std(0).min() > 2, f"mean ab barely varies between images: std {whole.std(0)}"
     assert (l_n.amax((1, 2, 3)) - l_n.amin((1, 2, 3))).min() > 0.5, "each image needs light and dark parts"
-    verdicts = [probe_image_from_tensor(x) for x in rgb[:6]]
-    assert all(v == "ok" for v in verdicts), "toy faces must not look grayscale"
-
-
-def probe_image_from_tensor(rgb: torch.Tensor) -> str:
-    return data._grayscale_verdicts([rgb.permute(1, 2, 0).numpy()])[0][0]
-
-
-# --- the data tour -----------------------------------------------------------------------------------------
-def test_save_data_samples_writes_a_figure(tmp_path, monkeypatch):
-    from lib.viz import save_data_samples
-
-    monkeypatch.delenv("CELEBAHQ_DIR", raising=False)
-    monkeypatch.setattr(data, "REPO_ROOT", tmp_path)
-    path = save_data_samples(tmp_path / "fig" / "samples.png", n=2, image_size=32)
-    img = Image.open(path)
-    assert img.format == "PNG" and img.width > 200 and img.height > 300
-
-
-def test_colorization_grid(tmp_path):
-    from lib.viz import show_colorization_grid
-
-    l_n, ab_n = data.rgb_uint8_to_lab_norm(torch.stack([ToyFaces(3, 32).rgb_uint8(i) for i in range(3)]))
-    fig = show_colorization_grid(l_n, {"grey": torch.zeros_like(ab_n), "model": ab_n * 0.5}, ab_n,
-                                 captions=["a", "b", "c"], title="t", path=tmp_path / "grid.png")
-    assert len(fig.axes) == 4 * 3 and (tmp_path / "grid.png").exists()
-    with pytest.raises(AssertionError, match="must be"):
-        show_colorization_grid(ab_n, ab_n)
-
-
-# --- real faces ------------------------------------------------------------------------------------------------
-@pytest.mark.realdata
-def test_real_faces_load(celebahq_dir):
-    ds = FaceFolder(celebahq_dir, split="val", image_size=128, max_images=8)
-    assert len(ds) == 8
-    for i in range(len(ds)):
-        l_n, ab_n = ds[i]
-        assert l_n.shape == (1, 128, 128) and ab_n.shape == (2, 128, 128)
-        assert -1 <= l_n.min() and l_n.max() <= 1 + 1e-5 and ab_n.abs().max() < 1
-        assert ab_n[0].mean() > 0.02, "faces are reddish: mean a > 0"
-    assert ds.rgb_uint8(0).shape == (3, 128, 128)
-
-
-@pytest.mark.realdata
-def test_real_faces_split_counts(celebahq_dir):
-    """Counts usable images per split (printed: run with -s to see them)."""
-    listed, _ = data.list_image_files(celebahq_dir)
-    counts = {}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DataWarning)
-        for sp in ("train", "val", "test"):
-            counts[sp] = len(FaceFolder(celebahq_dir, split=sp))
-    print(f"\nusable images in {celebahq_dir.name}: {counts} of {len(listed)} listed")
-    total = sum(counts.values())
-    assert 0.98 * len(listed) <= total <= len(listed), "more than 2 % of the real faces were skipped"
-    assert 0.87 < counts["train"] / total < 0.93 and 0.03 < counts["val"] / total < 0.07
+    for i in range(4):
+        Image.fromarray(rgb[i].permute(1, 2, 0).numpy()).save(tmp_path / f"{i}.png")
+        assert check_face(tmp_path / f"{i}.png")[1] == "", "toy faces must pass as faces (not grayscale)"
