@@ -1,7 +1,7 @@
 """Where and how a run computes: device, precision, memory format, threads, compile,
 seeding and RNG state, and the process's place in a ``torchrun`` job.
 
-Taught in ``notebooks/08_training.ipynb``. Each ``resolve_*`` turns a config value (often
+Taught in ``05_training_unet``. Each ``resolve_*`` turns a config value (often
 ``auto``) into the concrete choice for the device, the fastest correct one measured
 (docs/performance.md).
 """
@@ -9,22 +9,25 @@ Taught in ``notebooks/08_training.ipynb``. Each ``resolve_*`` turns a config val
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import random
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from torch import Tensor
 
-from lib.config import ConfigError
+from lib.errors import ConfigError
 
 __all__ = ["pick_device", "cpu_has_native_bf16", "resolve_precision", "resolve_channels_last", "resolve_threads",
-           "apply_threads", "resolve_compile", "seed_everything", "DistInfo"]
+           "apply_threads", "resolve_compile", "seed_everything", "worker_init", "rng_state", "set_rng_state",
+           "DistInfo", "DTYPES"]
 
 
 def pick_device(requested: str = "auto", local_rank: int = 0) -> torch.device:
-    """The device, chosen once: ``auto`` means cuda > mps > cpu. Taught in ``notebooks/08_training.ipynb``."""
+    """The device, chosen once: ``auto`` means cuda > mps > cpu. Taught in ``05_training_unet``."""
     if requested == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda", local_rank)
@@ -81,7 +84,7 @@ def resolve_channels_last(requested: bool | None, device: torch.device) -> bool:
     ``None`` (auto): on for CUDA (tensor-core convolutions want NHWC) and CPU (oneDNN runs
     NHWC convolutions and pooling without reorders; the seed training step at 128x128
     measured faster so on the 2-core test machine, docs/performance.md); off on MPS (not
-    measured). Taught in ``notebooks/08_training.ipynb``.
+    measured). Taught in ``05_training_unet``.
     """
     return bool(requested) if requested is not None else device.type in ("cuda", "cpu")
 
@@ -102,7 +105,7 @@ def resolve_threads(requested: int, device: torch.device) -> int:
     load average alone would also count this process's own earlier work). It never goes
     above the current ``torch.get_num_threads()`` a user set (only above what an earlier
     auto choice lowered it to), and keeps it when nothing else runs. On a GPU run the CPU
-    only feeds data: the current setting is kept. Taught in ``notebooks/08_training.ipynb``.
+    only feeds data: the current setting is kept. Taught in ``05_training_unet``.
     """
     if requested > 0:
         return requested
@@ -141,18 +144,16 @@ def resolve_compile(requested: bool | None, device: torch.device) -> bool:
     ``None`` (auto): on for CUDA when Triton is importable (fused element-wise kernels; the
     first steps compile for a minute or two); off on CPU, where the seed step with bf16 and
     channels-last measured no faster compiled (docs/performance.md), and off on MPS.
-    Taught in ``notebooks/08_training.ipynb``.
+    Taught in ``05_training_unet``.
     """
     if requested is not None:
         return bool(requested)
     if device.type != "cuda":
         return False
-    import importlib.util
-
     return importlib.util.find_spec("triton") is not None
 
 
-_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def seed_everything(seed: int) -> None:
@@ -162,14 +163,15 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _worker_init(worker_id: int) -> None:
+def worker_init(worker_id: int) -> None:
     """Seed numpy and ``random`` in a DataLoader worker from torch's per-worker seed."""
     seed = torch.initial_seed() % 2**32
     np.random.seed(seed)
     random.seed(seed)
 
 
-def _rng_state() -> dict:
+def rng_state() -> dict:
+    """Python, numpy, torch (and CUDA) RNG states as tensors and plain values (a checkpoint's ``rng``)."""
     keys = np.random.get_state()
     state = {
         "python": random.getstate(),
@@ -182,7 +184,8 @@ def _rng_state() -> dict:
     return state
 
 
-def _set_rng_state(state: dict) -> None:
+def set_rng_state(state: dict) -> None:
+    """Restore :func:`rng_state` (an exact resume continues the same random streams)."""
     py = state["python"]
     random.setstate((py[0], tuple(py[1]), py[2]))
     n = state["numpy"]
@@ -215,16 +218,18 @@ class DistInfo:
         return cls(int(os.environ.get("RANK", 0)), int(os.environ.get("LOCAL_RANK", 0)),
                    int(os.environ.get("WORLD_SIZE", 1)))
 
+    def init_process_group(self, device: torch.device) -> None:
+        """Join the ``torchrun`` job (nccl on GPUs, gloo on CPU); nothing for a plain run."""
+        if self.enabled and not dist.is_initialized():
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo", rank=self.rank,
+                                    world_size=self.world_size)
 
-def _all_reduce(t: Tensor, op: str = "sum") -> Tensor:
-    import torch.distributed as dist
+    def barrier(self) -> None:
+        if self.enabled:
+            dist.barrier()
 
-    dist.all_reduce(t, op={"sum": dist.ReduceOp.SUM, "max": dist.ReduceOp.MAX}[op])
-    return t
-
-
-def _barrier(info: DistInfo) -> None:
-    if info.enabled:
-        import torch.distributed as dist
-
-        dist.barrier()
+    def all_reduce(self, t: Tensor, op: str = "sum") -> Tensor:
+        """Sum (or max) ``t`` over the ranks in place; unchanged in a plain run."""
+        if self.enabled:
+            dist.all_reduce(t, op={"sum": dist.ReduceOp.SUM, "max": dist.ReduceOp.MAX}[op])
+        return t

@@ -1,524 +1,467 @@
-"""The training engine: a config, a pix2pix-style trainer, checkpoints and history.
+"""The training loop, and the two steps it repeats: a discriminator step and a generator step.
 
-Taught in ``notebooks/08_training.ipynb`` (generator-only training, checkpoints, resuming)
-and ``notebooks/06_gan.ipynb`` (the discriminator step). The same code runs a notebook
-cell, ``python -m lib train --config configs/seed.yaml`` on a laptop, and
-``torchrun --nproc_per_node=N -m lib train ...`` on several GPUs.
+Taught in ``05_training_unet`` (generator-only training, checkpoints, resuming) and
+``06_gan_training`` (the discriminator step). The same code runs a notebook cell,
+``python -m lib train --config configs/seed.yaml`` and ``torchrun --nproc_per_node=N -m lib train``.
 
-One training step (``Trainer.optimize_parameters``), as in pix2pix::
+One iteration of :meth:`Trainer.fit`, as pix2pix's ``optimize_parameters``::
 
-    set_input(batch)   L_n (B,1,H,W), ab_n (B,2,H,W) -> device
-    forward()          ab_hat = G(L_n)
-    backward_D()       only when theta > 0:  L_D = 1/2 [ gan(D(L, ab_hat.detach()), fake)
-                                                         + gan(D(L, ab), real) ]
-    backward_G()       L_G = alpha * pixel + beta * perceptual + theta * gan(D(L, ab_hat), real)
+    l_n, ab = batch                                       (B, 1, H, W), (B, 2, H, W)
+    ab_hat = G(l_n)                                       (B, 2, H, W)
+    discriminator_step(D, opt_D, loss.gan, batch, ab_hat) only when loss.theta > 0
+    generator_step(G, opt_G, loss, batch, D, ab_hat=ab_hat)
 
-What a run writes into ``out_dir``::
+Each step zeroes its network's gradients, backpropagates, clips, steps its optimizer and
+returns a :class:`StepRecord`, so a notebook can call them in its own loop on its own models.
 
-    config.yaml                 the resolved TrainConfig
-    last.pt, best.pt            checkpoints (atomic writes; best by ``select_metric`` on val)
-    history_steps.csv           one row per step: losses, learning rate, time
-    history_epochs.csv / .json  one row per epoch: mean losses, val metrics
-    samples/epoch_NNNN.png      the same val faces after each evaluation (L | prediction | truth)
-    test_metrics.json           best.pt on the test split, with the grey and mean-face baselines
-
-The pieces it stands on have their own modules: ``lib.config`` (``TrainConfig``),
-``lib.runtime`` (device, precision, threads, seeding, ``torchrun``), ``lib.checkpoint``
-(atomic save, safe load, mismatch messages); their public names are re-exported here.
+What a run writes into ``out_dir``: ``config.yaml``; ``last.pt`` and ``best.pt`` (best by
+``select_metric`` on val; ``lib.checkpoint``); ``history_steps.csv`` (one row per step,
+appended every 50 steps and at each save); ``history.json`` / ``history_epochs.csv`` (one
+row per epoch); ``samples/epoch_NNNN.png``; ``test_metrics.json`` (best.pt on test, with the
+grey and mean-face baselines).
 """
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import csv
+import itertools
 import json
 import math
 import os
 import signal
-import sys
 import threading
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
 
 import torch
+import torch.distributed as dist
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 
-from lib.checkpoint import (  # noqa: F401 (re-exported: lib.train is the trainer's public API)
-    CHECKPOINT_FORMAT,
-    CheckpointMismatchError,
-    save_checkpoint,
-    load_checkpoint,
-    load_state_checked,
-    load_generator,
-)
-from lib.config import (  # noqa: F401 (re-exported: lib.train is the trainer's public API)
-    TrainConfig,
-    ConfigError,
-    config_help,
-    DEVICE_PATTERN,
-    SELECT_METRICS,
-    _plain,
-)
-from lib.runtime import (  # noqa: F401 (re-exported: lib.train is the trainer's public API)
-    pick_device,
-    cpu_has_native_bf16,
-    resolve_precision,
-    resolve_channels_last,
-    resolve_threads,
-    apply_threads,
-    resolve_compile,
-    seed_everything,
-    DistInfo,
-    _DTYPES,
-    _worker_init,
-    _rng_state,
-    _set_rng_state,
-    _all_reduce,
-    _barrier,
-)
+from lib.checkpoint import CHECKPOINT_FORMAT, generator_weights, load_checkpoint, load_generator, load_state_checked, \
+    save_checkpoint
+from lib.color import lab_norm_to_rgb
+from lib.config import RUN_FILES, SELECT_METRICS, TrainConfig
+from lib.data import DataSource, open_splits
+from lib.errors import CheckpointError, DataError, UserError
+from lib.evaluate import evaluate_predictor, format_table, metrics_with_baselines
+from lib.losses import ColorizationLoss
+from lib.metrics import MetricSuite, psnr_rgb
+from lib.models import PatchDiscriminator, UNet
+from lib.runtime import DTYPES, DistInfo, apply_threads, pick_device, resolve_channels_last, resolve_compile, \
+    resolve_precision, rng_state, seed_everything, set_rng_state, worker_init
+from lib.utils import atomic_write, clean_stale_temp_files, eval_mode, write_text_atomic
+from lib.viz import show_colorization_grid
 
-__all__ = [
-    "TrainConfig",
-    "ConfigError",
-    "Trainer",
-    "TrainingDiverged",
-    "CheckpointMismatchError",
-    "DistInfo",
-    "pick_device",
-    "resolve_precision",
-    "resolve_channels_last",
-    "resolve_compile",
-    "resolve_threads",
-    "cpu_has_native_bf16",
-    "seed_everything",
-    "save_checkpoint",
-    "load_checkpoint",
-    "load_generator",
-    "load_state_checked",
-    "config_help",
-    "build_datasets",
-]
+__all__ = ["StepRecord", "discriminator_step", "generator_step", "update_ema", "Trainer", "TrainingDiverged", "main"]
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingDiverged(UserError):
     """A loss became NaN or infinite; the run stopped and the last good checkpoint was kept."""
 
 
-
 # ======================================================================================
-# Data helpers
+# The two steps
 # ======================================================================================
-class ResumableSampler(torch.utils.data.DistributedSampler):
-    """``DistributedSampler`` (also for one process) that can start part-way into an epoch.
+@dataclass
+class StepRecord:
+    """What one step did. Taught in ``06_gan_training``."""
 
-    The order of epoch ``e`` depends only on ``(seed, e)``, so a resumed run sees the same
-    batches as an uninterrupted one; ``set_start(n)`` skips this rank's first ``n`` samples.
+    loss: float  # the total the step minimised: L_D or L_G
+    terms: dict[str, float]  # the loss terms, unweighted (G: pixel, perceptual, perceptual/<layer>, gan)
+    grad_norm: float  # L2 norm of the stepped network's gradient, before clipping
+    logits: dict[str, Tensor]  # D's patch logits (B, 1, h, w), detached: "real", "fake" (D step); "fake" (G step)
+
+
+def _optimizer_step(opt: torch.optim.Optimizer, loss: Tensor, scaler, grad_clip: float | None) -> Tensor:
+    """Backward, clip (optional), ``opt.step()``; the gradient norm before clipping."""
+    params = [p for group in opt.param_groups for p in group["params"] if p.requires_grad]
+    scaler = scaler if scaler is not None and scaler.is_enabled() else None
+    (scaler.scale(loss) if scaler else loss).backward()
+    if scaler:
+        scaler.unscale_(opt)  # true gradients, for the norm and the clip
+    grads = [p.grad for p in params if p.grad is not None]
+    norm = nn.utils.clip_grad_norm_(params, grad_clip) if grad_clip else nn.utils.get_total_norm(grads)
+    if scaler:
+        scaler.step(opt)  # skipped when fp16 gradients overflowed
+        scaler.update()
+    else:
+        opt.step()
+    return norm
+
+
+@contextlib.contextmanager
+def _frozen(net: nn.Module | None):
+    """No gradient reaches ``net``'s parameters inside the block (D during the G step)."""
+    params = [p for p in net.parameters() if p.requires_grad] if net is not None else []
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
+
+
+def discriminator_step(D: nn.Module, opt_D, gan_loss, batch, ab_hat: Tensor, *, scaler=None,
+                       grad_clip: float | None = None, amp_dtype: torch.dtype | None = None) -> StepRecord:
+    r"""One update of the PatchGAN ``D`` on a batch ``(l_n, ab)`` and the generator's ``ab_hat``:
+
+    $$ L_D = \tfrac12\,[\,\ell(D(L, ab), \text{real}) + \ell(D(L, \hat{ab}), \text{fake})\,] $$
+
+    (``gan_loss.discriminator_loss``). ``ab_hat`` is detached, so the generator is untouched.
+    Taught in ``06_gan_training``.
     """
+    l_n, ab = batch
+    opt_D.zero_grad(set_to_none=True)
+    with torch.autocast(l_n.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+        real = D(l_n, ab)  # (B, 1, h, w): one logit per patch
+        fake = D(l_n, ab_hat.detach())  # (B, 1, h, w)
+        loss = gan_loss.discriminator_loss(real, fake)
+    norm = _optimizer_step(opt_D, loss, scaler, grad_clip)
+    value, real_mean, fake_mean, norm = torch.stack([loss.float(), real.float().mean(), fake.float().mean(),
+                                                     norm.float()]).tolist()  # one device sync
+    return StepRecord(value, {"loss_D": value, "D_real_logit": real_mean, "D_fake_logit": fake_mean}, norm,
+                      {"real": real.detach(), "fake": fake.detach()})
 
-    def __init__(self, dataset, num_replicas: int, rank: int, shuffle: bool, seed: int):
-        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed)
-        self.start = 0
 
-    def set_start(self, n: int) -> None:
-        self.start = n
+def generator_step(G: nn.Module, opt_G, loss_fn, batch, D: nn.Module | None = None, *, ab_hat: Tensor | None = None,
+                   scaler=None, grad_clip: float | None = None, amp_dtype: torch.dtype | None = None) -> StepRecord:
+    r"""One update of the U-Net ``G`` on a batch ``(l_n, ab)`` (``loss_fn``: ``lib.losses.ColorizationLoss``):
+
+    $$ L_G = \alpha\,\text{pixel}(\hat{ab}, ab) + \beta\,\text{perc}(L, \hat{ab}, ab) + \theta\,\ell(D(L, \hat{ab}), \text{real}) $$
+
+    ``ab_hat``: ``G(l_n)`` already computed (with its graph) for the D step; computed here if
+    None. ``D`` (GAN runs) is frozen for this step: its parameters get no gradient.
+    Taught in ``05_training_unet`` and ``06_gan_training``.
+    """
+    l_n, ab = batch
+    opt_G.zero_grad(set_to_none=True)
+    with torch.autocast(l_n.device.type, dtype=amp_dtype, enabled=amp_dtype is not None), _frozen(D):
+        ab_hat = G(l_n) if ab_hat is None else ab_hat  # (B, 2, H, W)
+        fake = D(l_n, ab_hat) if D is not None else None  # (B, 1, h, w)
+        total, terms = loss_fn(l_n, ab_hat, ab, fake_logits=fake)
+    norm = _optimizer_step(opt_G, total, scaler, grad_clip)
+    names = [k for k in terms if k != "total" and not k.endswith("_weighted")]
+    values = torch.stack([total.float(), norm.float(), *(terms[k].float() for k in names)]).tolist()
+    return StepRecord(values[0], dict(zip(names, values[2:])), values[1], {} if fake is None else {"fake": fake.detach()})
+
+
+@torch.no_grad()
+def update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
+    """``ema <- decay * ema + (1 - decay) * model`` for every float weight and buffer (others copied)."""
+    for e, m in zip(ema.state_dict().values(), model.state_dict().values()):
+        e.lerp_(m, 1 - decay) if e.is_floating_point() else e.copy_(m)
+
+
+class _EpochSampler(torch.utils.data.DistributedSampler):
+    """This rank's share of an epoch in an order fixed by ``(seed, epoch)``, from sample ``start`` on (resume)."""
+
+    start = 0
 
     def __iter__(self):
-        return iter(list(super().__iter__())[self.start:])
+        return itertools.islice(super().__iter__(), self.start, None)
 
     def __len__(self) -> int:
         return self.num_samples - self.start
-
-
-class _ShardSampler(torch.utils.data.Sampler):
-    """Evaluation shard of one rank: indices ``rank, rank + W, ...`` in order, no padding."""
-
-    def __init__(self, n: int, rank: int, world_size: int):
-        self.indices = list(range(rank, n, world_size))
-
-    def __iter__(self):
-        return iter(self.indices)
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-
-def build_datasets(cfg: TrainConfig, splits=("train", "val", "test")) -> dict:
-    """The train/val/test datasets a config names (a face folder, or ToyFaces)."""
-    from lib.data import ToyFaces, make_dataset, resolve_data_root
-
-    root = resolve_data_root(cfg.data_root) if cfg.dataset != "toy" else None
-    if cfg.dataset == "folder" and root is None:
-        raise ConfigError(
-            f"option 'dataset' is 'folder' but no face folder was found (data_root={cfg.data_root!r}, "
-            "$CELEBAHQ_DIR, data/celeba_hq/); set data_root or use dataset=toy"
-        )
-    if root is None and cfg.dataset == "auto":
-        print("[data] no face folder (data_root, $CELEBAHQ_DIR or data/celeba_hq/): using ToyFaces, generated "
-              "stand-in faces; numbers on them say nothing about real faces (see data/README.md)")
-    out = {}
-    for split in splits:
-        if root is None:
-            n = cfg.toy_images if split == "train" else max(16, cfg.toy_images // 8)
-            n = n if cfg.max_images is None else min(n, cfg.max_images)
-            out[split] = ToyFaces(num_images=n, image_size=cfg.image_size, split=split, seed=cfg.seed)
-        else:
-            out[split] = make_dataset(root, split=split, image_size=cfg.image_size, cache=cfg.cache,
-                                      max_images=cfg.max_images)
-    return out
 
 
 # ======================================================================================
 # The trainer
 # ======================================================================================
 class Trainer:
-    """Generator-only or GAN training, split pix2pix-style so a notebook can step through it.
+    """Generator-only or GAN training of a :class:`TrainConfig`: ``Trainer(cfg).fit()``.
 
-    ``Trainer(cfg).fit()`` runs everything (data, epochs, evaluation, checkpoints, the
-    final test). In a notebook::
-
-        trainer = Trainer(cfg)
-        trainer.set_input(next(iter(trainer.train_loader)))
-        trainer.forward(); trainer.backward_D(); trainer.backward_G()   # or optimize_parameters()
-
-    ``datasets={"train": ..., "val": ..., "test": ...}`` replaces the datasets the config
-    names. Under ``torchrun`` the same code uses DistributedDataParallel.
-    Taught in ``notebooks/08_training.ipynb`` and ``notebooks/06_gan.ipynb``.
+    ``datasets={"train", "val", "test"}`` replaces the data the config names (``source``:
+    their ``DataSource``, stored in checkpoints). Under ``torchrun`` it uses DDP.
+    Taught in ``05_training_unet`` and ``06_gan_training``.
     """
 
-    def __init__(self, config: TrainConfig, datasets: dict | None = None, dist_info: DistInfo | None = None):
-        from lib.losses import ColorizationLoss
-        from lib.models import PatchDiscriminator, UNet
-
+    def __init__(self, config: TrainConfig, datasets: dict | None = None, source: DataSource | None = None,
+                 dist_info: DistInfo | None = None):
         self.cfg = cfg = config
+        cfg.check()  # folders, checkpoints, cores, out_dir: before any work (and before rank 0 writes)
         self.dist = dist_info or DistInfo.from_env()
         self.device = pick_device(cfg.device, self.dist.local_rank)
-        if self.device.type == "cuda":
-            torch.cuda.set_device(self.device)
-        self._init_process_group()
+        self.dist.init_process_group(self.device)
         self.precision = resolve_precision(cfg.precision, self.device)
-        self.amp_dtype = _DTYPES[self.precision]
+        self.amp_dtype = None if self.precision == "fp32" else DTYPES[self.precision]
         self.channels_last = resolve_channels_last(cfg.channels_last, self.device)
         self.compile = resolve_compile(cfg.compile, self.device)
+        self.threads = apply_threads(cfg.threads, self.device)
         self.out_dir = Path(cfg.out_dir)
         if cfg.batch_size % self.dist.world_size:
-            raise ConfigError(f"option 'batch_size' ({cfg.batch_size}) must be divisible by the number of "
-                              f"processes ({self.dist.world_size})")
+            raise UserError(f"option 'batch_size' ({cfg.batch_size}) must be divisible by the number of processes "
+                            f"({self.dist.world_size})")
         self.local_batch = cfg.batch_size // self.dist.world_size
-        self.threads = apply_threads(cfg.threads, self.device)
         if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
             torch.backends.cudnn.benchmark = True
-            torch.backends.cuda.matmul.allow_tf32 = True
-            torch.backends.cudnn.allow_tf32 = True
+            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
 
-        # models: the same initial weights on every rank (DDP also broadcasts rank 0's)
-        seed_everything(cfg.seed)
-        self.G = UNet(cfg.unet_config())
-        self.D = PatchDiscriminator(cfg.disc_config()) if cfg.theta > 0 else None
-        self.criterion = ColorizationLoss(alpha=cfg.alpha, beta=cfg.beta, theta=cfg.theta, pixel=cfg.pixel,
-                                          perceptual_layers=tuple(cfg.perceptual_layers), gan_mode=cfg.gan_mode)
-        self.gan_loss = self.criterion.gan  # GANLoss(cfg.gan_mode): D's loss in backward_D
+        seed_everything(cfg.seed)  # the same initial weights on every rank
+        self.G = UNet(cfg.model)
+        self.D = PatchDiscriminator(cfg.discriminator) if cfg.loss.theta > 0 else None
+        self.criterion = ColorizationLoss(**vars(cfg.loss))
         seed_everything(cfg.seed + self.dist.rank)  # data order and flips differ per rank
-        self._place_models()
-
-        self.opt_G = torch.optim.Adam(self.G.parameters(), lr=cfg.lr, betas=tuple(cfg.betas))
-        self.opt_D = (torch.optim.Adam(self.D.parameters(), lr=cfg.d_lr, betas=tuple(cfg.betas))
-                      if self.D is not None else None)
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
-
-        # data
-        self.datasets = datasets if datasets is not None else build_datasets(cfg)
-        self._build_loaders()
-        self.steps_per_epoch = self.local_steps_per_epoch
-        total = max(1, cfg.epochs * self.steps_per_epoch)
-        lam = (lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total))) if cfg.lr_schedule == "cosine" \
-            else (lambda s: 1.0)
-        self.sched_G = torch.optim.lr_scheduler.LambdaLR(self.opt_G, lam)
-        self.sched_D = torch.optim.lr_scheduler.LambdaLR(self.opt_D, lam) if self.opt_D is not None else None
-
-        # progress
-        self.epoch = 0  # completed epochs
-        self.step = 0  # optimisation steps taken
-        self.batch_in_epoch = 0  # batches of the current epoch already done (resume mid-epoch)
-        self.best_value: float | None = None
-        self.best_epoch: int | None = None
-        self.history: list[dict] = []  # one dict per epoch
-        self.terms: dict[str, float] = {}  # loss terms of the last step
-        self._stop_signal: str | None = None
-        self._d_low = 0
-        self._d_warned = False
-        self._suite = None
-        self._t0 = time.perf_counter()
-        self._epoch_sums: dict[str, float] = {}  # running sums of the loss terms in this epoch
-
-        if cfg.resume is not None:
-            path = self.out_dir / "last.pt" if cfg.resume == "auto" else Path(cfg.resume)
-            if path.is_file():
-                self.load_state(load_checkpoint(path, map_location="cpu"))
-                self.log(f"[train] resumed from {path}: epoch {self.epoch}, step {self.step}"
-                         + (f", batch {self.batch_in_epoch} of the epoch" if self.batch_in_epoch else ""))
-            elif cfg.resume == "auto":
-                self.log(f"[train] resume=auto: no {path} yet, starting fresh")
-            else:
-                raise FileNotFoundError(f"option 'resume': checkpoint {str(path)!r} does not exist")
-        elif (self.out_dir / "last.pt").is_file():
-            self.log(f"[train] note: {self.out_dir} holds a checkpoint of an earlier run; this run starts fresh "
-                     "and overwrites it (continue the earlier one with --set resume=auto)")
-
-    # ---- setup helpers -----------------------------------------------------------------
-    def _init_process_group(self) -> None:
-        import torch.distributed as dist
-
-        if self.dist.enabled and not dist.is_initialized():
-            backend = "nccl" if self.device.type == "cuda" else "gloo"
-            dist.init_process_group(backend=backend, rank=self.dist.rank, world_size=self.dist.world_size)
-
-    def _place_models(self) -> None:
-        """Move to the device, channels-last, SyncBatchNorm, DDP and ``torch.compile`` wrappers.
-
-        ``self.G`` / ``self.D`` stay the plain modules (their state dicts are what is saved);
-        ``self.G_run`` / ``self.D_run`` are what the training step calls.
-        """
         fmt = torch.channels_last if self.channels_last else torch.contiguous_format
-        has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for net in (self.G, self.D) if net is not None
-                     for m in net.modules())
-        if self.dist.enabled and has_bn:
-            if self.device.type == "cuda":
-                self.G = nn.SyncBatchNorm.convert_sync_batchnorm(self.G)
-                if self.D is not None:
-                    self.D = nn.SyncBatchNorm.convert_sync_batchnorm(self.D)
-            else:
-                self.log("[train] note: SyncBatchNorm needs a GPU; on CPU each process keeps its own batch statistics")
-        self.G.to(self.device, memory_format=fmt)
-        if self.D is not None:
-            self.D.to(self.device, memory_format=fmt)
-        self.criterion.to(self.device, memory_format=fmt)  # the VGG of the perceptual loss too (it runs 3x per step)
-        self.G_run, self.D_run = self.G, self.D
+        for net in (self.G, self.D, self.criterion):  # the perceptual loss's VGG too
+            if net is not None:
+                net.to(self.device, memory_format=fmt)
+        self.G_run, self.D_run = self.G, self.D  # what the steps call: DDP and compile wrappers
         if self.dist.enabled:
-            from torch.nn.parallel import DistributedDataParallel as DDP
-
             ids = [self.device.index] if self.device.type == "cuda" else None
-            self.G_run = DDP(self.G, device_ids=ids)
-            if self.D is not None:
-                self.D_run = DDP(self.D, device_ids=ids)
+            self.G_run = nn.parallel.DistributedDataParallel(self.G, device_ids=ids)
+            self.D_run = self.D and nn.parallel.DistributedDataParallel(self.D, device_ids=ids)
         if self.compile:
-            self.G_run = torch.compile(self.G_run)
-            if self.D is not None:
-                self.D_run = torch.compile(self.D_run)
+            self.G_run, self.D_run = torch.compile(self.G_run), self.D_run and torch.compile(self.D_run)
+        self.opt_G = torch.optim.Adam(self.G.parameters(), lr=cfg.lr, betas=cfg.betas)
+        self.opt_D = self.D and torch.optim.Adam(self.D.parameters(), lr=cfg.d_lr, betas=cfg.betas)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
+        self.ema = copy.deepcopy(self.G).requires_grad_(False) if cfg.ema > 0 else None  # the average of G's weights
+
+        if datasets is None:
+            datasets, source = open_splits(cfg.data_root, cfg.dataset, cfg.image_size, max_images=cfg.max_images,
+                                           toy_images=cfg.toy_images, cache=cfg.cache, seed=cfg.seed,
+                                           progress=cfg.progress and self.dist.is_main)
+        self.datasets, self.source = datasets, source
+        self._build_loaders()
+
+        self.epoch = self.step = 0  # completed epochs, optimisation steps taken
+        self.samples_in_epoch = 0  # this rank's images of the current epoch already trained on (resume mid-epoch)
+        self.best_value, self.best_epoch = None, None
+        self.history: list[dict] = []  # one row per epoch
+        self._steps: list[dict] = []  # step rows not yet appended to history_steps.csv
+        self._sums: dict[str, float] = {}  # loss terms summed over this epoch's steps
+        self._stop_signal: str | None = None
+        self._d_low, self._d_warned, self._suite = 0, False, None
+        self._t0 = time.perf_counter()
+        resume = self.out_dir / "last.pt" if cfg.resume == "auto" else cfg.resume and Path(cfg.resume)
+        if resume and resume.is_file():
+            self.load_state(load_checkpoint(resume))
+            self.log(f"[train] resumed from {resume}: {self.position()}")
+        elif resume:
+            self.log(f"[train] resume=auto: no {resume} yet, starting fresh")
+        if cfg.init_from and not self.step:
+            ckpt = load_checkpoint(cfg.init_from)
+            load_state_checked(self.G, generator_weights(ckpt), what="generator", saved_config=ckpt["model_config"],
+                               current_config=self.G.config.to_dict())
+            self.log(f"[train] G starts from the weights of {cfg.init_from}")
+            if self.ema is not None:
+                self.ema.load_state_dict(self.G.state_dict())
 
     def _build_loaders(self) -> None:
-        cfg, info = self.cfg, self.dist
-        pin = self.device.type == "cuda"
-        common = dict(num_workers=cfg.workers, pin_memory=pin, worker_init_fn=_worker_init)
-        train = self.datasets["train"]
-        if len(train) < self.local_batch * info.world_size:
-            raise ConfigError(f"the train split has {len(train)} images, fewer than option 'batch_size' "
-                              f"({cfg.batch_size}); lower batch_size or raise max_images")
-        self.train_sampler = ResumableSampler(train, info.world_size, info.rank, shuffle=True, seed=cfg.seed)
-        self.local_steps_per_epoch = self.train_sampler.num_samples // self.local_batch
-        self.train_loader = torch.utils.data.DataLoader(
-            train, batch_size=self.local_batch, sampler=self.train_sampler, drop_last=True,
-            generator=torch.Generator(), **common)
-        self.eval_loaders = {}
-        for split in ("val", "test"):
-            ds = self.datasets.get(split)
-            if ds is not None and len(ds):
-                sampler = _ShardSampler(len(ds), info.rank, info.world_size)
-                self.eval_loaders[split] = torch.utils.data.DataLoader(
-                    ds, batch_size=cfg.eval_batch_size, sampler=sampler, **common)
-        if "val" not in self.eval_loaders:
-            raise ConfigError("the val split is empty: raise max_images or use a larger folder")
-        n = min(cfg.num_samples, len(self.datasets["val"]))
-        self.sample_batch = None
-        if n:
-            items = [self.datasets["val"][i] for i in range(n)]
-            self.sample_batch = (torch.stack([l for l, _ in items]), torch.stack([ab for _, ab in items]))
+        cfg, info, train = self.cfg, self.dist, self.datasets["train"]
+        if len(train) < cfg.batch_size:
+            raise DataError(f"the train split has {len(train)} images, fewer than option 'batch_size' "
+                            f"({cfg.batch_size}): lower batch_size, or use a folder with more images")
+        for split, why in (("val", "it picks best.pt"), ("test", "test_at_end=true evaluates on it")):
+            if (split == "val" or cfg.test_at_end) and not len(self.datasets.get(split) or ()):
+                raise DataError(f"the {split} split is empty ({why}): use a folder with more images"
+                                + (", or set test_at_end=false" if split == "test" else ""))
+        common = dict(num_workers=cfg.workers, pin_memory=self.device.type == "cuda", worker_init_fn=worker_init)
+        self.sampler = _EpochSampler(train, info.world_size, info.rank, shuffle=True, seed=cfg.seed)
+        self.train_loader = torch.utils.data.DataLoader(train, batch_size=self.local_batch, sampler=self.sampler,
+                                                        drop_last=True, generator=torch.Generator(), **common)
+        self.eval_loaders = {split: torch.utils.data.DataLoader(
+            ds, batch_size=cfg.eval_batch_size, sampler=range(info.rank, len(ds), info.world_size), **common)
+            for split, ds in self.datasets.items() if split != "train" and len(ds)}
+        val = self.datasets["val"]
+        items = [val[i] for i in range(min(cfg.num_samples, len(val)))]
+        self.sample_batch = [torch.stack(t) for t in zip(*items)] if items else None  # (N,1,H,W), (N,2,H,W)
 
     def log(self, msg: str) -> None:
-        """Print on rank 0 only."""
         if self.dist.is_main:
             print(msg, flush=True)
-
-    def _autocast(self):
-        return torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.precision != "fp32")
 
     def _to_device(self, x: Tensor) -> Tensor:
         x = x.to(self.device, non_blocking=True)
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
-    # ---- the pix2pix-style step --------------------------------------------------------
-    def set_input(self, batch) -> None:
-        """Take a ``(L_n (B,1,H,W), ab_n (B,2,H,W))`` batch onto the device."""
-        l_n, ab_n = batch
-        self.real_l = self._to_device(l_n)  # (B, 1, H, W)
-        self.real_ab = self._to_device(ab_n)  # (B, 2, H, W)
+    def position(self) -> str:
+        """Where the run stands, in words (logged on resume and on a stop)."""
+        n = self.sampler.num_samples * self.dist.world_size
+        return (f"epoch {self.epoch} of {self.cfg.epochs} done, step {self.step}"
+                + (f", {self.samples_in_epoch * self.dist.world_size:,} of {n:,} images into epoch {self.epoch + 1}"
+                   if self.samples_in_epoch else ""))
 
-    def forward(self) -> Tensor:
-        """``ab_hat = G(L_n)``, kept as ``self.fake_ab``."""
-        with self._autocast():
-            self.fake_ab = self.G_run(self.real_l)  # (B, 2, H, W)
-        return self.fake_ab
+    # ---- the loop ----------------------------------------------------------------------
+    def fit(self) -> dict:
+        """Train to ``cfg.epochs``, evaluating, checkpointing and logging; then test best.pt.
 
-    def backward_D(self) -> Tensor:
-        r"""Discriminator loss and its gradients (GAN runs only):
-
-        $$ L_D = \tfrac12\,[\,\ell(D(L, \hat{ab}), \text{fake}) + \ell(D(L, ab), \text{real})\,] $$
-
-        ``ab_hat`` is detached: this step must not change the generator.
+        Returns ``{"status": "finished" | "interrupted", ...}``; Ctrl-C or SIGTERM finishes the
+        step, saves ``last.pt`` and returns (``resume=auto`` continues exactly there). A NaN
+        loss raises :class:`TrainingDiverged` (the last good checkpoint stays).
         """
-        assert self.D is not None, "backward_D needs a discriminator: theta must be > 0"
-        _requires_grad(self.D, True)
-        with self._autocast():
-            logits_fake = self.D_run(self.real_l, self.fake_ab.detach())  # (B, 1, h, w)
-            logits_real = self.D_run(self.real_l, self.real_ab)  # (B, 1, h, w)
-            d_fake = self.gan_loss(logits_fake, False, for_discriminator=True)
-            d_real = self.gan_loss(logits_real, True, for_discriminator=True)
-            self.loss_D = 0.5 * (d_fake + d_real)
-        self.scaler.scale(self.loss_D).backward()
-        self._d_terms = {"loss_D": self.loss_D.detach(), "D_real": d_real.detach(), "D_fake": d_fake.detach()}
-        return self.loss_D
+        cfg = self.cfg
+        self._open_run_folder()
+        self.log(f"[train] {self.describe()}")
+        step_kw = dict(scaler=self.scaler, grad_clip=cfg.grad_clip, amp_dtype=self.amp_dtype)
+        with self._signals():
+            while self.epoch < cfg.epochs and not self._stop_signal:
+                self.sampler.set_epoch(self.epoch)
+                self.sampler.start = self.samples_in_epoch
+                self.train_loader.generator.manual_seed((cfg.seed * 100_003 + self.epoch) * 1_009 + self.dist.rank)
+                for net in (self.G, self.D):
+                    net is not None and net.train()
+                for l_n, ab in self._progress_bar(self.train_loader):
+                    batch = self._to_device(l_n), self._to_device(ab)  # (B, 1, H, W), (B, 2, H, W)
+                    self._set_lr()
+                    with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+                        ab_hat = self.G_run(batch[0])  # (B, 2, H, W)
+                    d = (discriminator_step(self.D_run, self.opt_D, self.criterion.gan, batch, ab_hat, **step_kw)
+                         if self.D is not None else None)
+                    g = generator_step(self.G_run, self.opt_G, self.criterion, batch, self.D, ab_hat=ab_hat, **step_kw)
+                    if self.ema is not None:
+                        update_ema(self.ema, self.G, cfg.ema)
+                    self.step += 1
+                    self.samples_in_epoch += len(l_n)
+                    self._record(g, d)  # NaN stop, D-collapse warning, step history
+                    if self._stop_signal:
+                        break
+                else:  # the epoch ran to its end
+                    self._end_epoch()  # val metrics, best.pt, samples, last.pt, epoch history
+            if self._stop_signal:
+                self.save("last.pt")
+                self.log(f"[train] stopped by {self._stop_signal}: {self.position()}; saved {self.out_dir / 'last.pt'}"
+                         " (--set resume=auto continues from exactly there)")
+                return self._summary("interrupted")
+            test = self.test_best() if cfg.test_at_end else None
+        return self._summary("finished", test)
 
-    def backward_G(self) -> Tensor:
-        r"""Generator loss and its gradients:
-
-        $$ L_G = \alpha\,\text{pixel}(\hat{ab}, ab) + \beta\,\text{perc}(\text{rgb}(L, \hat{ab}), \text{rgb}(L, ab))
-               + \theta\,\ell(D(L, \hat{ab}), \text{real}) $$
-
-        The discriminator is frozen here and called without its DDP wrapper (its weights
-        are not updated by this loss, so no gradient sync is needed).
-        """
-        fake_logits = None
-        with self._autocast():
-            if self.D is not None:
-                _requires_grad(self.D, False)
-                fake_logits = self.D(self.real_l, self.fake_ab)  # (B, 1, h, w)
-            self.loss_G, terms = self.criterion(self.real_l, self.fake_ab, self.real_ab, fake_logits=fake_logits)
-        self.scaler.scale(self.loss_G).backward()
-        # raw (unweighted) terms for the logs: pixel, perceptual, gan (when on)
-        self._g_terms = {"loss_G": self.loss_G.detach(),
-                         **{k: v.detach() for k, v in terms.items() if k != "total" and not k.endswith("_weighted")}}
-        return self.loss_G
-
-    def optimize_parameters(self) -> dict[str, float]:
-        """One full step: forward, D update (GAN runs), G update. Returns the loss terms as floats."""
-        self.G.train()
-        self.forward()
-        self._d_terms = {}
-        if self.D is not None:
-            self.D.train()
-            self.opt_D.zero_grad(set_to_none=True)
-            self.backward_D()
-            self._clip_and_step(self.D, self.opt_D)
-        self.opt_G.zero_grad(set_to_none=True)
-        self.backward_G()
-        self._clip_and_step(self.G, self.opt_G)
-        self.scaler.update()
-        self.sched_G.step()
-        if self.sched_D is not None:
-            self.sched_D.step()
-        self.step += 1
-        names = list(self._g_terms) + list(self._d_terms)
-        values = torch.stack([v.float().reshape(()) for v in list(self._g_terms.values()) + list(self._d_terms.values())])
-        self.terms = dict(zip(names, values.tolist()))  # one device sync per step
-        return self.terms
-
-    def _clip_and_step(self, net: nn.Module, opt: torch.optim.Optimizer) -> None:
-        if self.cfg.grad_clip is not None:
-            self.scaler.unscale_(opt)
-            nn.utils.clip_grad_norm_(net.parameters(), self.cfg.grad_clip)
-        self.scaler.step(opt)
-
-    # ---- checkpoints -------------------------------------------------------------------
-    def state_dict(self) -> dict:
-        """Everything needed to continue exactly: weights, optimizers, scaler, schedulers,
-        progress, RNG states and the configs (plain dicts, so ``weights_only=True`` loads it)."""
-        return {
-            "format": CHECKPOINT_FORMAT,
-            "train_config": self.cfg.to_dict(),
-            "model_config": _plain(self.G.config.to_dict()),
-            "disc_config": _plain(self.D.config.to_dict()) if self.D is not None else None,
-            "model": self.G.state_dict(),
-            "discriminator": self.D.state_dict() if self.D is not None else None,
-            "opt_G": self.opt_G.state_dict(),
-            "opt_D": self.opt_D.state_dict() if self.opt_D is not None else None,
-            "scaler": self.scaler.state_dict(),
-            "sched_G": self.sched_G.state_dict(),
-            "sched_D": self.sched_D.state_dict() if self.sched_D is not None else None,
-            "epoch": self.epoch,
-            "step": self.step,
-            "batch_in_epoch": self.batch_in_epoch,
-            "best": {"metric": self.cfg.select_metric, "value": self.best_value, "epoch": self.best_epoch},
-            "history": self.history,
-            "epoch_sums": dict(getattr(self, "_epoch_sums", {})) if self.batch_in_epoch else {},
-            "elapsed_s": time.perf_counter() - self._t0,  # training time so far (history's time_s continues)
-            "rng": _rng_state(),
-            "world_size": self.dist.world_size,
-            "precision": self.precision,
-            "torch_version": str(torch.__version__),
-        }
-
-    def load_state(self, ckpt: dict) -> None:
-        """Restore a :meth:`state_dict`; another architecture raises :class:`CheckpointMismatchError`.
-
-        The run continues exactly where the checkpoint stopped (same batches, flips and RNG
-        streams with ``workers=0``; at epoch boundaries with any number of workers). With
-        ``lr_schedule=cosine`` the schedule follows the *current* ``epochs``, so raising
-        ``epochs`` on resume stretches the remaining schedule.
-        """
-        saved_cfg = ckpt.get("train_config", {})
-        load_state_checked(self.G, ckpt["model"], what="generator",
-                           saved_config={"model": ckpt.get("model_config", {})},
-                           current_config={"model": _plain(self.G.config.to_dict())})
-        if (self.D is None) != (ckpt.get("discriminator") is None):
-            raise CheckpointMismatchError(
-                f"the checkpoint {'has' if ckpt.get('discriminator') is not None else 'has no'} discriminator but "
-                f"this run {'builds one' if self.D is not None else 'does not'} (theta "
-                f"{saved_cfg.get('theta')!r} in the checkpoint vs {self.cfg.theta!r} now)")
-        if self.D is not None:
-            load_state_checked(self.D, ckpt["discriminator"], what="discriminator",
-                               saved_config={"discriminator": ckpt.get("disc_config") or {}},
-                               current_config={"discriminator": _plain(self.D.config.to_dict())})
-            self.opt_D.load_state_dict(ckpt["opt_D"])
-            self.sched_D.load_state_dict(ckpt["sched_D"])
-        self.opt_G.load_state_dict(ckpt["opt_G"])
-        self.sched_G.load_state_dict(ckpt["sched_G"])
-        self.scaler.load_state_dict(ckpt["scaler"])
-        self.epoch, self.step = int(ckpt["epoch"]), int(ckpt["step"])
-        self.batch_in_epoch = int(ckpt.get("batch_in_epoch", 0))
-        best = ckpt.get("best", {})
-        if best.get("metric") == self.cfg.select_metric:
-            self.best_value, self.best_epoch = best.get("value"), best.get("epoch")
-        self.history = list(ckpt.get("history", []))
-        self._epoch_sums = dict(ckpt.get("epoch_sums", {}))
-        elapsed = ckpt.get("elapsed_s", self.history[-1].get("time_s", 0.0) if self.history else 0.0)
-        self._t0 = time.perf_counter() - float(elapsed)
-        if ckpt.get("rng") is not None:
-            _set_rng_state(ckpt["rng"])
-        if self.dist.enabled:  # rank 0's RNG state was saved; keep ranks apart
-            torch.manual_seed(int(torch.randint(2**62, ()).item()) + self.dist.rank)
-
-    def save(self, name: str) -> Path | None:
-        """Write ``out_dir/name`` (rank 0 only; the other ranks wait)."""
-        path = None
+    def _open_run_folder(self) -> None:
+        """Create out_dir, remove a killed process's temp files (and, with overwrite, the earlier run)."""
         if self.dist.is_main:
-            path = save_checkpoint(self.state_dict(), self.out_dir / name)
-        _barrier(self.dist)
-        return path
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            for p in clean_stale_temp_files(self.out_dir):
+                self.log(f"[train] removed {p.name}, a temp file a killed run left behind")
+            if not self.step and self.cfg.resume is None:  # a fresh run (check() refused an earlier one without overwrite)
+                for p in [*(self.out_dir / n for n in (*RUN_FILES, "history_epochs.csv")),
+                          *self.out_dir.glob("samples/epoch_*.png")]:
+                    p.unlink(missing_ok=True)
+            self._truncate_step_history()
+            self.cfg.save(self.out_dir / "config.yaml")
+        self.dist.barrier()
+
+    def _set_lr(self) -> None:
+        if self.cfg.lr_schedule == "cosine":  # by the fraction of training done: unchanged by a new batch size
+            done = (self.epoch + self.samples_in_epoch / self.sampler.num_samples) / self.cfg.epochs
+            for opt, lr in ((self.opt_G, self.cfg.lr), (self.opt_D, self.cfg.d_lr)):
+                for group in opt.param_groups if opt else ():
+                    group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * min(done, 1.0)))
+
+    def _progress_bar(self, loader):
+        steps = self.sampler.num_samples // self.local_batch
+        return tqdm(loader, total=steps, initial=steps - len(loader), desc=f"epoch {self.epoch + 1}/{self.cfg.epochs}",
+                    disable=not (self.cfg.progress and self.dist.is_main), dynamic_ncols=True, leave=False)
+
+    def _record(self, g: StepRecord, d: StepRecord | None) -> None:
+        terms = {"loss_G": g.loss, **g.terms, **(d.terms if d else {})}
+        bad = [k for k, v in terms.items() if not math.isfinite(v)]
+        flags = self.dist.all_reduce(torch.tensor([float(bool(bad)), float(self._stop_signal is not None)]), "max")
+        if flags[1] and self._stop_signal is None:
+            self._stop_signal = "another rank's signal"
+        if flags[0]:
+            last = self.out_dir / "last.pt"
+            raise TrainingDiverged(
+                f"non-finite loss at epoch {self.epoch + 1}, step {self.step}: "
+                + (", ".join(f"{k}={terms[k]}" for k in bad) or "on another rank") + ". Stopped without saving; "
+                + (f"the last good checkpoint is {last} (epoch {self.epoch})." if last.is_file()
+                   else "no checkpoint had been written yet.") + " Try a lower lr, grad_clip, or precision=fp32.")
+        for k, v in terms.items():
+            self._sums[k] = self._sums.get(k, 0.0) + v
+        self._sums["_n"] = self._sums.get("_n", 0) + 1
+        self._steps.append({"epoch": self.epoch + 1, "step": self.step, "time_s": round(self._elapsed(), 3),
+                            "lr": self.opt_G.param_groups[0]["lr"], **terms, "grad_norm_G": g.grad_norm,
+                            **({"grad_norm_D": d.grad_norm} if d else {})})
+        if len(self._steps) >= 50:
+            self._flush_steps()
+        if d is not None:
+            self._d_low = self._d_low + 1 if d.loss < self.cfg.d_collapse_threshold else 0
+            if self._d_low >= self.cfg.d_collapse_patience and not self._d_warned:
+                self._d_warned = True
+                msg = (f"discriminator loss below {self.cfg.d_collapse_threshold} for {self._d_low} steps (step "
+                       f"{self.step}): D wins every patch and G gets little adversarial signal; consider a lower "
+                       "d_lr, a smaller discriminator.ndf or a smaller loss.theta")
+                warnings.warn(msg, RuntimeWarning, stacklevel=2)
+                self.log(f"[train] warning: {msg}")
+
+    def _end_epoch(self) -> None:
+        cfg, sums = self.cfg, dict(self._sums)
+        n = sums.pop("_n", 1)
+        means = self.dist.all_reduce(torch.tensor([sums[k] / n for k in sorted(sums)], dtype=torch.float64))
+        self.epoch, self.samples_in_epoch, self._sums = self.epoch + 1, 0, {}
+        row = {"epoch": self.epoch, "step": self.step, "time_s": round(self._elapsed(), 2),
+               "lr": self.opt_G.param_groups[0]["lr"],
+               **{f"train_{k}": v / self.dist.world_size for k, v in zip(sorted(sums), means.tolist())}}
+        improved, shown = False, ""
+        if self.epoch % cfg.eval_every == 0 or self.epoch == cfg.epochs:
+            metrics = self.evaluate("val")
+            row.update({f"val_{k}": v for k, v in metrics.items()})
+            value, higher = metrics.get(cfg.select_metric), SELECT_METRICS[cfg.select_metric]
+            improved = value is not None and math.isfinite(value) and (
+                self.best_value is None or (value > self.best_value if higher else value < self.best_value))
+            if improved:
+                self.best_value, self.best_epoch = float(value), self.epoch
+            shown = " | val " + " ".join(f"{k} {metrics[k]:.4f}" for k in dict.fromkeys(
+                ("psnr_rgb", "ssim_rgb", cfg.select_metric)) if k in metrics) + (
+                " (best)" if improved else f" (best {self.best_value:.4f} at epoch {self.best_epoch})")
+            self.save_samples(self.out_dir / "samples" / f"epoch_{self.epoch:04d}.png")
+        self.history.append({**row, "best_epoch": self.best_epoch})
+        if improved:
+            self.save("best.pt")
+        self.save("last.pt")
+        self.log(f"[train] epoch {self.epoch}/{cfg.epochs} step {self.step} "
+                 + " ".join(f"{k} {v:.4g}" for k, v in row.items() if k.startswith("train_")) + shown)
+
+    def test_best(self) -> dict:
+        """best.pt once on the test split beside the grey and mean-face baselines, into
+        ``test_metrics.json``: the numbers to report (val picked the checkpoint)."""
+        best = self.out_dir / "best.pt"
+        self.dist.barrier()
+        model, ckpt = load_generator(best, device=self.device)
+        model.to(memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
+        report = metrics_with_baselines(self.predictor(model), self.eval_loaders["test"], self.metric_suite(),
+                                        train_set=self.datasets.get("train"), dist_info=self.dist)
+        report.update({"split": "test", "image_size": self.cfg.image_size, "checkpoint": str(best),
+                       "best_epoch": ckpt["best"]["epoch"], "select_metric": self.cfg.select_metric,
+                       "num_images": len(self.datasets["test"]), "data": self.source and self.source.describe()})
+        if self.dist.is_main:
+            write_text_atomic(self.out_dir / "test_metrics.json", _json(report))
+            self.log(f"[train] test split, best.pt (epoch {report['best_epoch']}), {report['num_images']} images at "
+                     f"{self.cfg.image_size}px, per-image means:\n{format_table(report)}")
+        return report
+
+    def _summary(self, status: str, test: dict | None = None) -> dict:
+        return {"status": status, "signal": self._stop_signal, "epoch": self.epoch, "step": self.step,
+                "out_dir": str(self.out_dir), "test": test,
+                "best": {"metric": self.cfg.select_metric, "value": self.best_value, "epoch": self.best_epoch}}
+
+    def describe(self) -> str:
+        g = sum(p.numel() for p in self.G.parameters()) / 1e6
+        d = f"D {sum(p.numel() for p in self.D.parameters()) / 1e6:.2f}M" if self.D else "no D (loss.theta = 0)"
+        return (f"{self.source.describe() if self.source else 'datasets given by the caller'} | train "
+                f"{len(self.datasets['train'])} / val {len(self.datasets['val'])} images at {self.cfg.image_size}px | "
+                f"G {g:.2f}M params, {d}{', EMA' if self.ema else ''} | {self.device} {self.precision}"
+                + (" channels-last" if self.channels_last else "") + (" compiled" if self.compile else "")
+                + (f" {self.threads} thread(s)" if self.device.type == "cpu" else "")
+                + f" | {self.dist.world_size} process(es) | {self.sampler.num_samples // self.local_batch} steps/epoch x "
+                  f"{self.cfg.epochs} epochs | out {self.out_dir}")
 
     # ---- evaluation --------------------------------------------------------------------
-    def metric_suite(self):
-        """The ``MetricSuite`` used for every evaluation of this run (built once)."""
+    def metric_suite(self) -> MetricSuite:
         if self._suite is None:
-            from lib.metrics import MetricSuite
-
             self._suite = MetricSuite(fid=self.cfg.eval_fid, lpips=self.cfg.eval_lpips, device=self.device,
-                                      progress=False)  # one summary line per evaluation instead
+                                      progress=False)
         return self._suite
 
-    def predictor(self, model: nn.Module | None = None) -> Callable[[Tensor], Tensor]:
-        """``predict(L_n) -> ab_n`` for evaluation: no grad, fp32 whatever the training
-        precision (metrics do not depend on the hardware; a bf16 output would round ab)."""
-        model = model if model is not None else self.G
+    def predictor(self, model: nn.Module | None = None):
+        """``predict(l_n) -> ab_hat`` in fp32 without gradients (metrics must not depend on the precision)."""
+        model = model if model is not None else self.ema or self.G
 
         @torch.no_grad()
         def predict(l_n: Tensor) -> Tensor:
@@ -527,319 +470,160 @@ class Trainer:
         return predict
 
     def evaluate(self, split: str = "val", model: nn.Module | None = None) -> dict[str, float]:
-        """Metrics of the generator (or ``model``) on ``split``, averaged over all its images
-        (each rank evaluates a shard; the per-image means are reduced across ranks)."""
-        from lib.evaluate import evaluate_predictor
-
-        model = model if model is not None else self.G
-        was_training = model.training
-        self._sync_buffers(model)
-        model.eval()
-        try:
-            return evaluate_predictor(self.predictor(model), self.eval_loaders[split], self.metric_suite(),
-                                      dist_info=self.dist)
-        finally:
-            model.train(was_training)
-
-    def _sync_buffers(self, model: nn.Module) -> None:
-        """Give every rank rank 0's batch-norm statistics (per-rank on CPU), as in the checkpoint."""
-        if self.dist.enabled:
-            import torch.distributed as dist
-
+        """Metrics of G (its EMA when ``ema > 0``) on ``split``, over all ranks' shards."""
+        model = model if model is not None else self.ema or self.G
+        if self.dist.enabled:  # rank 0's batch-norm statistics everywhere, as in the checkpoint
             for b in model.buffers():
                 dist.broadcast(b.data, src=0)
+        with eval_mode(model):
+            return evaluate_predictor(self.predictor(model), self.eval_loaders[split], self.metric_suite(),
+                                      dist_info=self.dist)
 
-    def save_samples(self, path: Path) -> Path | None:
-        """Grid of the fixed val faces (``lib.viz.show_colorization_grid``): grey input,
-        prediction with its PSNR_rgb, truth. Rank 0 only."""
+    def save_samples(self, path: Path) -> None:
+        """The fixed val faces: grey input | prediction (with its PSNR_rgb) | truth (rank 0)."""
         if self.sample_batch is None or not self.dist.is_main:
-            return None
-        from lib.color import lab_norm_to_rgb
-        from lib.metrics import psnr_rgb
-        from lib.viz import show_colorization_grid
-
-        l_n, ab_n = self.sample_batch  # (N, 1, H, W), (N, 2, H, W)
-        was_training = self.G.training
-        self.G.eval()
-        ab_hat = self.predictor()(l_n).cpu()  # (N, 2, H, W)
-        self.G.train(was_training)
-        psnr = psnr_rgb(lab_norm_to_rgb(l_n, ab_hat), lab_norm_to_rgb(l_n, ab_n))  # (N,)
-        show_colorization_grid(l_n, ab_hat, ab_n, n=len(l_n), captions=[f"{v:.1f} dB" for v in psnr.tolist()],
-                               title=f"epoch {self.epoch}, fixed val images", path=path)
-        return path
-
-    # ---- the loop ----------------------------------------------------------------------
-    def fit(self) -> dict:
-        """Train to ``cfg.epochs``, evaluating, checkpointing and logging; then test best.pt.
-
-        Returns ``{"status": "finished" | "interrupted", "epoch", "step", "best", "test"}``.
-        Raises :class:`TrainingDiverged` on a NaN/inf loss (the last good checkpoint stays).
-        """
-        cfg = self.cfg
-        if self.dist.is_main:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-            cfg.save(self.out_dir / "config.yaml")
-            self._truncate_step_history()
-        _barrier(self.dist)
-        self.log(f"[train] {self.describe()}")
-        handlers = self._install_signal_handlers()
-        try:
-            while self.epoch < cfg.epochs:
-                finished_epoch = self._train_epoch()
-                if not finished_epoch:
-                    self.save("last.pt")
-                    self.log(f"[train] stopped by {self._stop_signal} at epoch {self.epoch + 1}, batch "
-                             f"{self.batch_in_epoch}/{self.steps_per_epoch}; saved {self.out_dir / 'last.pt'} "
-                             f"(continue with --set resume=auto)")
-                    return self._summary("interrupted")
-                self._end_epoch()
-                if self._stop_signal:
-                    self.log(f"[train] stopped by {self._stop_signal} after epoch {self.epoch}; "
-                             f"saved {self.out_dir / 'last.pt'}")
-                    return self._summary("interrupted")
-            test = self.test_best() if cfg.test_at_end and "test" in self.eval_loaders else None
-            return self._summary("finished", test)
-        finally:
-            self._restore_signal_handlers(handlers)
-
-    def describe(self) -> str:
-        nparams = sum(p.numel() for p in self.G.parameters())
-        dparams = sum(p.numel() for p in self.D.parameters()) if self.D is not None else 0
-        train = self.datasets["train"]
-        return (f"{getattr(train, 'source', type(train).__name__)} | train {len(train)} / val "
-                f"{len(self.datasets['val'])} images at "
-                f"{self.cfg.image_size}px | G {nparams / 1e6:.2f}M params"
-                + (f", D {dparams / 1e6:.2f}M" if self.D is not None else ", no D (theta = 0)")
-                + f" | {self.device} {self.precision}{' channels-last' if self.channels_last else ''}"
-                + (" compiled" if self.compile else "")
-                + (f" {self.threads} thread(s)" if self.device.type == "cpu" else "")
-                + f" | {self.dist.world_size} process(es) | {self.steps_per_epoch} steps/epoch x {self.cfg.epochs} "
-                  f"epochs | out {self.out_dir}")
-
-    def _train_epoch(self) -> bool:
-        """One epoch (or its rest, after a resume). False when a signal stopped it."""
-        from tqdm.auto import tqdm
-
-        cfg = self.cfg
-        self.train_sampler.set_epoch(self.epoch)
-        self.train_sampler.set_start(self.batch_in_epoch * self.local_batch)
-        self.train_loader.generator.manual_seed((cfg.seed * 100_003 + self.epoch) * 1_009 + self.dist.rank)  # worker seeds
-        if not self.batch_in_epoch:
-            self._epoch_sums = {}
-        sums = self._epoch_sums
-        bar = tqdm(total=self.steps_per_epoch, initial=self.batch_in_epoch, desc=f"epoch {self.epoch + 1}/{cfg.epochs}",
-                   disable=not (cfg.progress and self.dist.is_main), dynamic_ncols=True, leave=False,
-                   mininterval=0.5 if sys.stderr.isatty() else 30)
-        try:
-            for batch in self.train_loader:
-                self.set_input(batch)
-                terms = self.optimize_parameters()
-                self.batch_in_epoch += 1
-                self._check_step(terms)
-                for k, v in terms.items():
-                    sums[k] = sums.get(k, 0.0) + v
-                sums["_n"] = sums.get("_n", 0) + 1
-                self._log_step(terms)
-                bar.update(1)
-                bar.set_postfix({k: f"{v:.4g}" for k, v in terms.items()}, refresh=False)
-                if self._should_stop():
-                    return False
-        finally:
-            bar.close()
-        return True
-
-    def _check_step(self, terms: dict[str, float]) -> None:
-        bad = [k for k, v in terms.items() if not math.isfinite(v)]
-        flags = torch.tensor([float(bool(bad)), float(self._stop_signal is not None)])
-        if self.dist.enabled:
-            _all_reduce(flags, "max")
-            if flags[1] and self._stop_signal is None:
-                self._stop_signal = "another rank's signal"
-        if flags[0]:
-            where = ", ".join(f"{k}={terms[k]}" for k in bad) if bad else "on another rank"
-            last = self.out_dir / "last.pt"
-            raise TrainingDiverged(
-                f"non-finite loss at epoch {self.epoch + 1}, step {self.step}: {where}. Stopped without saving; "
-                + (f"the last good checkpoint is {last} (epoch {self.epoch})." if last.is_file()
-                   else "no checkpoint had been written yet.")
-                + " Try a lower lr, grad_clip, or precision=fp32.")
-        if "loss_D" in terms:
-            self._d_low = self._d_low + 1 if terms["loss_D"] < self.cfg.d_collapse_threshold else 0
-            if self._d_low >= self.cfg.d_collapse_patience and not self._d_warned:
-                self._d_warned = True
-                msg = (f"discriminator loss below {self.cfg.d_collapse_threshold} for {self._d_low} steps "
-                       f"(step {self.step}): D wins every patch and G gets little adversarial signal; "
-                       "consider a lower d_lr, a smaller d_width or a smaller theta")
-                warnings.warn(msg, RuntimeWarning, stacklevel=2)
-                self.log(f"[train] warning: {msg}")
-
-    def _should_stop(self) -> bool:
-        return self._stop_signal is not None
-
-    def _end_epoch(self) -> None:
-        cfg = self.cfg
-        sums = self._epoch_sums
-        n = sums.pop("_n", 1)
-        means = torch.tensor([sums[k] / n for k in sorted(sums)], dtype=torch.float64)
-        if self.dist.enabled:
-            means = _all_reduce(means) / self.dist.world_size
-        self.epoch += 1
-        self.batch_in_epoch = 0
-        self._epoch_sums = {}
-        row: dict[str, Any] = {"epoch": self.epoch, "step": self.step,
-                               "time_s": round(time.perf_counter() - self._t0, 2),
-                               "lr": self.opt_G.param_groups[0]["lr"]}
-        row.update({f"train_{k}": v for k, v in zip(sorted(sums), means.tolist())})
-        if self.epoch % cfg.eval_every == 0 or self.epoch == cfg.epochs:
-            metrics = self.evaluate("val")
-            row.update({f"val_{k}": v for k, v in metrics.items()})
-            value = metrics.get(cfg.select_metric)
-            higher = SELECT_METRICS[cfg.select_metric]
-            improved = value is not None and math.isfinite(value) and (
-                self.best_value is None or (value > self.best_value if higher else value < self.best_value))
-            if improved:
-                self.best_value, self.best_epoch = float(value), self.epoch
-            row["best_epoch"] = self.best_epoch
-            self.history.append(row)
-            if improved:
-                self.save("best.pt")
-            self.save_samples(self.out_dir / "samples" / f"epoch_{self.epoch:04d}.png")
-            shown = {k: metrics[k] for k in ("psnr_rgb", "ssim_rgb", cfg.select_metric) if k in metrics}
-            self.log(f"[train] epoch {self.epoch}/{cfg.epochs} step {self.step} "
-                     + " ".join(f"{k} {v:.4g}" for k, v in row.items() if k.startswith("train_"))
-                     + " | val " + " ".join(f"{k} {v:.4f}" for k, v in shown.items())
-                     + (" (best)" if improved else f" (best {self.best_value:.4f} at epoch {self.best_epoch})"))
-        else:
-            self.history.append(row)
-            self.log(f"[train] epoch {self.epoch}/{cfg.epochs} step {self.step} "
-                     + " ".join(f"{k} {v:.4g}" for k, v in row.items() if k.startswith("train_")))
-        self.save("last.pt")
-        self._write_epoch_history()
-
-    def test_best(self) -> dict:
-        """Evaluate best.pt once on the test split, beside the grey and mean-face baselines;
-        write ``test_metrics.json`` and print the table. These are the numbers to report."""
-        from lib.evaluate import format_table, metrics_with_baselines
-
-        best = self.out_dir / "best.pt"
-        _barrier(self.dist)
-        model, ckpt = load_generator(best, device=self.device)
-        if self.channels_last:
-            model.to(memory_format=torch.channels_last)
-        report = metrics_with_baselines(
-            self.predictor(model), self.eval_loaders["test"], self.metric_suite(),
-            train_set=self.datasets.get("train"), dist_info=self.dist)
-        report.update({"split": "test", "image_size": self.cfg.image_size, "checkpoint": str(best),
-                       "best_epoch": ckpt["best"]["epoch"], "select_metric": self.cfg.select_metric,
-                       "num_images": len(self.datasets["test"])})
-        if self.dist.is_main:
-            _write_json(self.out_dir / "test_metrics.json", report)
-            self.log(f"[train] test split, best.pt (epoch {report['best_epoch']}), {report['num_images']} images at "
-                     f"{self.cfg.image_size}px, per-image means:\n{format_table(report)}")
-        return report
-
-    def _summary(self, status: str, test: dict | None = None) -> dict:
-        return {"status": status, "epoch": self.epoch, "step": self.step, "out_dir": str(self.out_dir),
-                "best": {"metric": self.cfg.select_metric, "value": self.best_value, "epoch": self.best_epoch},
-                "test": test}
-
-    # ---- history files -----------------------------------------------------------------
-    def _log_step(self, terms: dict[str, float]) -> None:
-        if not self.dist.is_main:
             return
-        row = {"epoch": self.epoch + 1, "step": self.step, "time_s": round(time.perf_counter() - self._t0, 3),
-               "lr": self.opt_G.param_groups[0]["lr"], **terms}
+        l_n, ab = self.sample_batch  # (N, 1, H, W), (N, 2, H, W)
+        with eval_mode(self.G, self.ema):
+            ab_hat = self.predictor()(l_n).cpu()  # (N, 2, H, W)
+        psnr = psnr_rgb(lab_norm_to_rgb(l_n, ab_hat), lab_norm_to_rgb(l_n, ab))  # (N,)
+        show_colorization_grid(l_n, ab_hat, ab, n=len(l_n), captions=[f"{v:.1f} dB" for v in psnr.tolist()],
+                               title=f"epoch {self.epoch}, fixed val images", path=path)
+
+    # ---- checkpoints -------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """Everything needed to continue exactly (plain values and tensors: ``weights_only`` loads it)."""
+        return {
+            "format": CHECKPOINT_FORMAT, "kind": "training", "train_config": self.cfg.to_dict(),
+            "model_config": self.G.config.to_dict(), "disc_config": self.D and self.D.config.to_dict(),
+            "data_source": self.source and self.source.to_dict(),
+            "model": self.G.state_dict(), "model_ema": self.ema and self.ema.state_dict(),
+            "discriminator": self.D and self.D.state_dict(),
+            "opt_G": self.opt_G.state_dict(), "opt_D": self.opt_D and self.opt_D.state_dict(),
+            "scaler": self.scaler.state_dict(), "epoch": self.epoch, "step": self.step,
+            "samples_in_epoch": self.samples_in_epoch, "batch_in_epoch": self.samples_in_epoch // self.local_batch,
+            "best": {"metric": self.cfg.select_metric, "value": self.best_value, "epoch": self.best_epoch},
+            "history": self.history, "epoch_sums": dict(self._sums), "elapsed_s": self._elapsed(),
+            "rng": rng_state(), "world_size": self.dist.world_size, "precision": self.precision,
+            "torch_version": str(torch.__version__),
+        }
+
+    def load_state(self, ckpt: dict) -> None:
+        """Restore a :meth:`state_dict` (or a v1 checkpoint); another architecture raises
+        ``CheckpointMismatchError``; a resume that cannot be exact is refused with the reason."""
+        old = ckpt["train_config"]
+        load_state_checked(self.G, ckpt["model"], what="generator", saved_config=ckpt["model_config"],
+                           current_config=self.G.config.to_dict())
+        if (self.D is None) != (ckpt.get("discriminator") is None):
+            raise CheckpointError(f"the checkpoint {'has a' if self.D is None else 'has no'} discriminator but this "
+                                  f"run {'does not build one' if self.D is None else 'builds one'} (loss.theta "
+                                  f"{old['loss'].get('theta')!r} in the checkpoint vs {self.cfg.loss.theta!r} now)")
+        if self.D is not None:
+            load_state_checked(self.D, ckpt["discriminator"], what="discriminator", saved_config=ckpt["disc_config"],
+                               current_config=self.D.config.to_dict())
+            self.opt_D.load_state_dict(ckpt["opt_D"])
+        self.opt_G.load_state_dict(ckpt["opt_G"])
+        self.scaler.load_state_dict(ckpt["scaler"])
+        saved, now = ckpt.get("data_source"), self.source and self.source.to_dict()
+        if saved and now and (saved["kind"], saved.get("root")) != (now["kind"], now.get("root")):
+            raise DataError(f"the checkpoint was trained on {DataSource.from_dict(saved).describe()}, this run would "
+                            f"use {self.source.describe()}: set data_root (and dataset) to the checkpoint's data")
+        samples = int(ckpt.get("samples_in_epoch", ckpt.get("batch_in_epoch", 0) * old["batch_size"]
+                               // ckpt.get("world_size", 1)))
+        if samples and ckpt.get("world_size", 1) != self.dist.world_size:
+            raise UserError(f"the checkpoint stopped mid-epoch with {ckpt.get('world_size', 1)} process(es); resume "
+                            f"with as many (this run has {self.dist.world_size}): each shard of the epoch differs")
+        if samples and old["batch_size"] != self.cfg.batch_size:
+            self.log(f"[train] note: batch_size {old['batch_size']} -> {self.cfg.batch_size} mid-epoch: the rest of "
+                     "the epoch continues image for image in the same order, in batches of the new size")
+        self.epoch, self.step, self.samples_in_epoch = int(ckpt["epoch"]), int(ckpt["step"]), samples
+        if ckpt["best"].get("metric") == self.cfg.select_metric:
+            self.best_value, self.best_epoch = ckpt["best"]["value"], ckpt["best"]["epoch"]
+        self.history, self._sums = list(ckpt["history"]), dict(ckpt.get("epoch_sums") or {})
+        if self.ema is not None:  # a checkpoint without EMA weights starts the average at G's
+            self.ema.load_state_dict(ckpt.get("model_ema") or ckpt["model"])
+        self._t0 = time.perf_counter() - float(ckpt.get("elapsed_s", 0.0))
+        set_rng_state(ckpt["rng"])
+        if self.dist.enabled:  # rank 0's RNG state was saved; keep ranks apart
+            torch.manual_seed(int(torch.randint(2**62, ()).item()) + self.dist.rank)
+
+    def save(self, name: str) -> None:
+        """Write ``out_dir/name`` and the history files (rank 0; the other ranks wait)."""
+        if self.dist.is_main:
+            self._flush_steps()
+            save_checkpoint(self.state_dict(), self.out_dir / name)
+            write_text_atomic(self.out_dir / "history.json", _json(self.history))
+            fields = list(dict.fromkeys(k for row in self.history for k in row))
+            atomic_write(self.out_dir / "history_epochs.csv", lambda f: _write_csv(f, fields, self.history), mode="w")
+        self.dist.barrier()
+
+    def _elapsed(self) -> float:
+        return time.perf_counter() - self._t0
+
+    # ---- step history ------------------------------------------------------------------
+    def _flush_steps(self) -> None:
+        """Append the buffered step rows to history_steps.csv (rank 0)."""
+        if not (self.dist.is_main and self._steps):
+            return
         path = self.out_dir / "history_steps.csv"
-        new = not path.exists()
+        header = not path.is_file()
         with open(path, "a", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(row))
-            if new:
-                w.writeheader()
-            w.writerow(row)
+            _write_csv(f, list(self._steps[0]), self._steps, header=header)
+        self._steps = []
 
     def _truncate_step_history(self) -> None:
-        """On resume, drop step rows written after the checkpoint (a crash after last.pt)."""
+        """Drop step rows written after the checkpoint a run resumes from (a crash after last.pt)."""
         path = self.out_dir / "history_steps.csv"
-        if not path.exists():
-            return
-        if self.step == 0:
-            path.unlink()
-            return
-        with open(path, newline="") as f:
-            rows = list(csv.DictReader(f))
-        if rows and any(int(r["step"]) > self.step for r in rows):
+        if path.is_file():
+            with open(path, newline="") as f:
+                rows = list(csv.DictReader(f))
             keep = [r for r in rows if int(r["step"]) <= self.step]
-            tmp = path.with_name(f".{path.name}.tmp")
-            with open(tmp, "w", newline="") as f:
-                w = csv.DictWriter(f, fieldnames=list(rows[0]))
-                w.writeheader()
-                w.writerows(keep)
-            os.replace(tmp, path)
-
-    def _write_epoch_history(self) -> None:
-        if not self.dist.is_main:
-            return
-        _write_json(self.out_dir / "history.json", self.history)
-        fields: list[str] = []
-        for row in self.history:
-            fields += [k for k in row if k not in fields]
-        tmp = self.out_dir / ".history_epochs.csv.tmp"
-        with open(tmp, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=fields, restval="")
-            w.writeheader()
-            w.writerows(self.history)
-        os.replace(tmp, self.out_dir / "history_epochs.csv")
+            if len(keep) < len(rows):
+                fields = list(rows[0])
+                atomic_write(path, lambda f: _write_csv(f, fields, keep), mode="w")
 
     # ---- signals -----------------------------------------------------------------------
-    def _install_signal_handlers(self):
-        """SIGINT / SIGTERM: finish the current step, save last.pt, return. A second one aborts."""
+    @contextlib.contextmanager
+    def _signals(self):
+        """SIGINT / SIGTERM: finish the step, save last.pt, return. A second one aborts."""
         if threading.current_thread() is not threading.main_thread():
-            return None
+            yield
+            return
+        pid = os.getpid()  # DataLoader workers inherit the handler: only this process reacts
 
         def handler(signum, frame):
+            if os.getpid() != pid:
+                return
             name = signal.Signals(signum).name
             if self._stop_signal is not None:
                 raise KeyboardInterrupt(f"second {name}: aborting without saving")
             self._stop_signal = name
-            if self.dist.is_main:
-                print(f"\n[train] {name}: finishing this step, then saving a checkpoint "
-                      "(send it again to abort)", file=sys.stderr, flush=True)
+            self.log(f"\n[train] {name}: finishing this step, then saving a checkpoint (send it again to abort)")
 
-        old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-        for s in old:
-            signal.signal(s, handler)
-        return old
-
-    @staticmethod
-    def _restore_signal_handlers(old) -> None:
-        if old:
+        old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
             for s, h in old.items():
                 signal.signal(s, h)
 
 
-def _requires_grad(net: nn.Module, flag: bool) -> None:
-    for p in net.parameters():
-        p.requires_grad_(flag)
+def _write_csv(f, fields: list[str], rows: list[dict], header: bool = True) -> None:
+    w = csv.DictWriter(f, fieldnames=fields, restval="", extrasaction="ignore")
+    if header:
+        w.writeheader()
+    w.writerows(rows)
 
 
-def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=float) + "\n")
-    os.replace(tmp, path)
+def _json(obj) -> str:
+    return json.dumps(obj, indent=2, default=float) + "\n"
 
 
 def main(cfg: TrainConfig) -> int:
-    """``python -m lib train``: run a validated config and report; the exit status of the command."""
-    cfg.check_paths()  # (the CLI has checked it already; kept for direct callers)
-    trainer = Trainer(cfg)
+    """``python -m lib train``: run a checked config; 0 finished, 130 after SIGINT, 143 after SIGTERM."""
     try:
-        trainer.fit()
-    except TrainingDiverged as e:
-        trainer.log(f"[train] stopped: {e}")
-        return 3
+        result = Trainer(cfg).fit()
     finally:
-        import torch.distributed as dist
-
         if dist.is_initialized():
             dist.destroy_process_group()
-    return 0  # finished, or interrupted with a checkpoint saved (the log says which)
+    return {"SIGINT": 130, "SIGTERM": 143}.get(result["signal"], 1) if result["status"] == "interrupted" else 0
