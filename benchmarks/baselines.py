@@ -4,7 +4,8 @@ Grey predicts ab = 0; the mean face predicts the per-pixel mean ab of the *train
 (read without flips, cached). Both are evaluated on the *test* split at ``--size``
 (default 128x128) by the same suite that evaluates models: per-image PSNR/SSIM on rebuilt
 RGB and on scaled Lab, PSNR pooled over groups of 64 (the reference table's kind), dCF,
-and FID over the whole split (``--no-fid`` skips it). Also reports the wall time of each
+and FID and KID over the whole split (``--no-fid`` skips them), and the paired-bootstrap
+95 % interval of the mean face's PSNR margin over grey. Also reports the wall time of each
 evaluation, on ``--threads`` CPU threads (default 2).
 
 Run: ``python -m benchmarks.baselines [--data DIR]`` (default ``$CELEBAHQ_DIR``, then
@@ -24,10 +25,12 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from lib.data import FaceFolder, resolve_data_root
-from lib.metrics import MetricSuite, grey_predictor, mean_face_ab, mean_face_predictor
+from lib.data import open_splits
+from lib.metrics import MetricSuite, grey_predictor, mean_face_ab, mean_face_predictor, paired_bootstrap
+from lib.utils import write_text_atomic
 
-COLUMNS = ("psnr_rgb", "ssim_rgb", "psnr_lab", "ssim_lab", "psnr_rgb_pooled64", "delta_cf", "fid", "n_images", "seconds")
+COLUMNS = ("psnr_rgb", "ssim_rgb", "psnr_lab", "ssim_lab", "psnr_rgb_pooled64", "delta_cf", "fid", "kid", "n_images",
+           "seconds")
 
 
 def table(results: dict[str, dict]) -> str:
@@ -53,14 +56,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="results/baselines.json", help="JSON output (default results/baselines.json)")
     args = parser.parse_args(argv)
 
-    root = resolve_data_root(args.data)
-    if root is None:
-        parser.error("no CelebA-HQ folder: pass --data DIR or set CELEBAHQ_DIR (see data/README.md)")
     torch.set_num_threads(args.threads)
-
     t0 = time.perf_counter()
-    train = FaceFolder(root, split="train", image_size=args.size, flip=False)
-    test = FaceFolder(root, split="test", image_size=args.size)
+    sets, source = open_splits(args.data, "folder", args.size, ("train", "test"))  # DataError without a folder
+    train, test = sets["train"], sets["test"]
+    train.flip = False
     t_index = time.perf_counter() - t0
     t0 = time.perf_counter()
     mean_ab = mean_face_ab(train, batch_size=args.batch_size)  # (2, S, S), cached after the first run
@@ -68,13 +68,13 @@ def main(argv: list[str] | None = None) -> int:
 
     loader = DataLoader(test, batch_size=args.batch_size, shuffle=False, num_workers=0)
     suite = MetricSuite(fid=not args.no_fid, device="cpu")
-    results = {
-        "grey": suite.evaluate(grey_predictor(), loader, desc="grey"),
-        "mean_face": suite.evaluate(mean_face_predictor(mean_ab), loader, desc="mean face"),
-    }
+    results = {"grey": suite.evaluate(grey_predictor(), loader, desc="grey")}
+    grey_psnr = suite.last_per_image["psnr_rgb"]
+    results["mean_face"] = suite.evaluate(mean_face_predictor(mean_ab), loader, desc="mean face")
+    margin = paired_bootstrap(suite.last_per_image["psnr_rgb"], grey_psnr)  # (mean, low, high) in dB
 
     report = {
-        "data": str(root),
+        "data": source.describe(),
         "split": "test",
         "image_size": args.size,
         "n_train_images_mean_face": len(train),
@@ -89,12 +89,12 @@ def main(argv: list[str] | None = None) -> int:
         "seconds_index_files": t_index,
         "seconds_mean_face": t_mean,
         "results": results,
+        "mean_face_minus_grey_psnr_rgb_95ci": margin,
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"{root.name}, test split ({len(test)} images) at {args.size}x{args.size}; mean face from {len(train)} train images")
+    out = write_text_atomic(Path(args.out), json.dumps(report, indent=2) + "\n")
+    print(f"{source.describe()}; test split at {args.size}x{args.size}, mean face from the train split")
     print(table(results))
+    print(f"mean face - grey, psnr_rgb: {margin[0]:+.2f} dB (95 % paired bootstrap {margin[1]:+.2f} .. {margin[2]:+.2f})")
     print(f"seconds: indexing {t_index:.1f}, mean face {t_mean:.1f}; wrote {out}")
     return 0
 

@@ -1,4 +1,4 @@
-"""Evaluation metrics for colorization, the evaluation loop, and the two baselines.
+"""Metric definitions for colorization and the two baselines.
 
 Taught in ``notebooks/07_evaluation.ipynb``. Definitions (DESIGN.md section 2):
 
@@ -9,56 +9,46 @@ Taught in ``notebooks/07_evaluation.ipynb``. Definitions (DESIGN.md section 2):
   over the map without the 5-pixel border, i.e. exactly
   ``skimage.metrics.structural_similarity(gaussian_weights=True, sigma=1.5,
   use_sample_covariance=False, data_range=1, channel_axis=...)``;
-* every metric is computed per image, then averaged over the split. ``psnr_rgb_pooled64``
-  instead pools the squared error over consecutive groups of 64 images before the log
-  (torchmetrics' default, as the reference table was measured; reads 1-1.5 dB lower);
+* every metric is computed per image (``image_metrics``), then averaged over the split
+  (``summarize``). ``psnr_rgb_pooled64`` instead pools the squared error over consecutive
+  groups of 64 images before the log (torchmetrics' default, as the reference table was
+  measured; reads 1-1.5 dB lower);
 * colorfulness (Hasler & Suesstrunk 2003) on RGB in [0, 255], ``delta_cf`` = |CF(pred) - CF(true)|;
-* FID: TF-FID Inception-v3 pool3 features at 299x299, statistics over the whole split
-  accumulated in float64 (biased upward on a few hundred images: always state the count);
-* LPIPS: AlexNet backbone with the ``lpips`` package's v0.1 linear layers.
+* FID: TF-FID Inception-v3 pool3 features at 299x299, Frechet distance of the two feature
+  sets' Gaussians (biased upward on a few hundred images: always state the count); KID on
+  the same features: unbiased MMD^2, cubic polynomial kernel, averaged over subsets;
+* LPIPS: AlexNet backbone with the ``lpips`` package's v0.1 linear layers;
+* ``paired_bootstrap``: a 95 % interval for the mean difference of two predictors on the
+  same faces.
 
-All functions take batched tensors on any device and return per-image ``(B,)`` tensors
-unless they say otherwise.
+All per-image functions take batched tensors on any device and return ``(B,)`` tensors.
 """
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
-import os
 import time
 import warnings
 import weakref
 from collections.abc import Callable, Iterable
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
 
 from lib.color import denormalize_ab, denormalize_l, lab_norm_to_rgb
+from lib.pretrained import alexnet_features, fid_inception
+from lib.utils import atomic_write, cache_dir, eval_mode
 
 __all__ = [
-    "lab_to_unit",
-    "psnr",
-    "ssim",
-    "psnr_rgb",
-    "ssim_rgb",
-    "psnr_lab",
-    "ssim_lab",
-    "pooled_psnr",
-    "psnr_rgb_pooled64",
-    "colorfulness",
-    "delta_cf",
-    "frechet_distance",
-    "FID",
-    "LPIPS",
-    "MetricSuite",
-    "grey_predictor",
-    "mean_face_ab",
-    "mean_face_predictor",
+    "lab_to_unit", "psnr", "ssim", "psnr_rgb", "ssim_rgb", "psnr_lab", "ssim_lab", "pooled_psnr",
+    "psnr_rgb_pooled64", "colorfulness", "delta_cf", "image_metrics", "summarize", "frechet_distance",
+    "fid_from_features", "kid", "paired_bootstrap", "FID", "LPIPS", "MetricSuite", "grey_predictor",
+    "mean_face_ab", "mean_face_predictor",
 ]
 
 SSIM_SIGMA = 1.5  # Gaussian window of SSIM (Wang et al. 2004; skimage gaussian_weights=True)
@@ -221,73 +211,145 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * tr_covmean)
 
 
-class _Moments:
-    """Running sum and sum of outer products of feature vectors, in float64 (CPU)."""
+# --- per image, then over the split -------------------------------------------------------------
+def image_metrics(l_n: Tensor, ab_hat: Tensor, ab: Tensor) -> dict[str, Tensor]:
+    """Every per-image metric of one batch: ``{name: (B,)}``, the definitions in one place.
 
-    def __init__(self):
-        self.n = 0
-        self.s1: Tensor | None = None
-        self.s2: Tensor | None = None
+    ``l_n (B, 1, H, W)``, ``ab_hat`` and ``ab (B, 2, H, W)`` normalised as in ``lib.color``;
+    both RGB images are rebuilt from the true L. Gives ``psnr_rgb``, ``ssim_rgb``,
+    ``psnr_lab``, ``ssim_lab``, ``mse_rgb`` (for the pooled PSNR), ``colorfulness_pred``
+    and ``colorfulness_true``. Taught in ``07_evaluation``.
+    """
+    assert ab_hat.shape == ab.shape, f"ab_hat {tuple(ab_hat.shape)} and ab {tuple(ab.shape)} must match"
+    rgb_true = lab_norm_to_rgb(l_n, ab)  # (B, 3, H, W) in [0, 1]
+    rgb_pred = lab_norm_to_rgb(l_n, ab_hat)  # (B, 3, H, W): true L + predicted ab
+    L = denormalize_l(l_n)  # (B, 1, H, W)
+    lab_true = torch.cat((L, denormalize_ab(ab)), dim=1)  # (B, 3, H, W)
+    lab_pred = torch.cat((L, denormalize_ab(ab_hat)), dim=1)  # (B, 3, H, W)
+    return {
+        "psnr_rgb": psnr_rgb(rgb_pred, rgb_true),
+        "ssim_rgb": ssim_rgb(rgb_pred, rgb_true),
+        "psnr_lab": psnr_lab(lab_pred, lab_true),
+        "ssim_lab": ssim_lab(lab_pred, lab_true),
+        "mse_rgb": (_precise(rgb_pred) - _precise(rgb_true)).pow(2).mean(dim=(1, 2, 3)),
+        "colorfulness_pred": colorfulness(rgb_pred),
+        "colorfulness_true": colorfulness(rgb_true),
+    }
 
-    def add(self, feats: Tensor) -> None:
-        f = feats.detach().to("cpu", torch.float64)  # (B, D)
-        if self.s1 is None:
-            self.s1 = torch.zeros(f.shape[1], dtype=torch.float64)
-            self.s2 = torch.zeros(f.shape[1], f.shape[1], dtype=torch.float64)
-        self.n += f.shape[0]
-        self.s1 += f.sum(0)
-        self.s2 += f.T @ f
 
-    def mean_cov(self) -> tuple[np.ndarray, np.ndarray]:
-        assert self.n >= 2, f"FID needs at least 2 images per side, got {self.n}"
-        mu = self.s1 / self.n
-        cov = (self.s2 - self.n * torch.outer(mu, mu)) / (self.n - 1)
-        return mu.numpy(), cov.numpy()
+def summarize(per_image: dict[str, Tensor], pooled_group: int = 64) -> dict[str, float]:
+    """Split-level numbers from per-image values ``{name: (N,)}`` in dataset order.
+
+    Means of every per-image metric (``mse_rgb`` left out), ``psnr_rgb_pooled64`` (the MSE
+    pooled over consecutive groups of ``pooled_group`` images), ``delta_cf`` (the mean of
+    |CF(pred) - CF(true)|) and ``n_images``.
+    """
+    cat = {k: v.double().cpu() for k, v in per_image.items()}
+    out: dict[str, float] = {"n_images": int(cat["psnr_rgb"].numel())}
+    out.update({k: float(v.mean()) for k, v in cat.items() if k != "mse_rgb"})
+    out["psnr_rgb_pooled64"] = float(pooled_psnr(cat["mse_rgb"], pooled_group))
+    out["delta_cf"] = float((cat["colorfulness_pred"] - cat["colorfulness_true"]).abs().mean())
+    return out
+
+
+# --- FID and KID ------------------------------------------------------------------------------------
+def fid_from_features(real: Tensor, fake: Tensor) -> float:
+    """FID of two feature sets ``(N, D)``, ``(M, D)``: Frechet distance of their Gaussians
+    (means and unbiased covariances in float64)."""
+    assert len(real) >= 2 and len(fake) >= 2, f"FID needs at least 2 images per side, got {len(real)} and {len(fake)}"
+    stats = [(f.double().mean(0).numpy(), np.cov(f.double().numpy(), rowvar=False)) for f in (real, fake)]
+    return frechet_distance(*stats[0], *stats[1])
+
+
+def kid(real: Tensor, fake: Tensor, subsets: int = 100, subset_size: int = 100, seed: int = 0) -> tuple[float, float]:
+    r"""Kernel Inception Distance (Binkowski et al. 2018): ``(mean, std)`` over ``subsets``.
+
+    For each subset, ``m = min(subset_size, N, M)`` features drawn without replacement from
+    each side give the unbiased estimate of the squared MMD with the cubic polynomial kernel
+    $k(x, y) = (x \cdot y / d + 1)^3$:
+
+    $$\widehat{\mathrm{MMD}}^2 = \frac{\sum_{i \ne j} k(x_i, x_j) + \sum_{i \ne j} k(y_i, y_j)}{m(m-1)}
+      - \frac{2}{m^2}\sum_{i, j} k(x_i, y_j)$$
+
+    Unbiased at small sample sizes (it can come out slightly negative), so it is the fairer
+    comparison on a few hundred test faces; report it beside FID. Taught in ``07_evaluation``.
+    """
+    x, y = real.double().cpu(), fake.double().cpu()
+    m, d = min(subset_size, len(x), len(y)), x.shape[1]
+    assert m >= 2, f"KID needs at least 2 images per side, got {len(x)} and {len(y)}"
+    gen = torch.Generator().manual_seed(seed)
+    values = []
+    for _ in range(subsets):
+        xs, ys = x[torch.randperm(len(x), generator=gen)[:m]], y[torch.randperm(len(y), generator=gen)[:m]]
+        kxx, kyy, kxy = ((a @ b.T / d + 1) ** 3 for a, b in ((xs, xs), (ys, ys), (xs, ys)))  # 3 x (m, m)
+        same = (kxx.sum() - kxx.diagonal().sum() + kyy.sum() - kyy.diagonal().sum()) / (m * (m - 1))
+        values.append(float(same - 2 * kxy.mean()))
+    return float(np.mean(values)), float(np.std(values))
 
 
 class FID:
-    """Streaming Frechet Inception Distance between real and generated (colorized) images.
+    """Inception features of real and generated (colorized) images, then FID and KID.
 
     ``update(rgb_real=..., rgb_fake=...)`` with RGB in [0, 1] ``(B, 3, H, W)`` (either or
-    both), ``compute()`` after the whole split; ``reset()`` starts over. Images are resized
-    to 299x299 (bilinear) and scaled as the TF-FID Inception expects, ``(x*255 - 128)/128``.
-    ``model`` replaces the Inception (any ``(B, 3, s, s) -> (B, D)`` module; ``image_size``
-    then sets ``s``, None keeps the input size). Taught in ``notebooks/07_evaluation.ipynb``.
+    both), ``compute()`` (FID) and ``kid()`` after the whole split; ``reset()`` starts over.
+    Images are resized to 299x299 (bilinear) and scaled as the TF-FID Inception expects,
+    ``(x*255 - 128)/128``. ``model`` replaces the Inception (any ``(B, 3, s, s) -> (B, D)``
+    module; ``image_size`` then sets ``s``, None keeps the input size).
+    Taught in ``notebooks/07_evaluation.ipynb``.
     """
 
-    def __init__(self, device: str | torch.device | None = None, model: nn.Module | None = None, image_size: int | None = FID_SIZE):
-        from lib.pretrained import fid_inception
-
+    def __init__(self, device: str | torch.device | None = None, model: nn.Module | None = None,
+                 image_size: int | None = FID_SIZE):
         self.device = torch.device(device) if device is not None else torch.device("cpu")
         self.model = (model if model is not None else fid_inception()).to(self.device).eval()
         self.image_size = image_size
         self.reset()
 
     def reset(self) -> None:
-        self.real, self.fake = _Moments(), _Moments()
+        self.real: list[Tensor] = []  # (B, D) float64 feature batches, on the CPU
+        self.fake: list[Tensor] = []
 
     @torch.no_grad()
     def features(self, rgb: Tensor) -> Tensor:
         """Features ``(B, D)`` of RGB in [0, 1] ``(B, 3, H, W)``."""
         x = rgb.to(self.device, torch.float32).clamp(0, 1)  # (B, 3, H, W)
         if self.image_size is not None and tuple(x.shape[-2:]) != (self.image_size, self.image_size):
-            x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False)  # (B, 3, 299, 299)
-        x = (x * 255.0 - 128.0) / 128.0  # the TF Inception's input range [-1, 127/128]
+            x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False)
+        x = (x * 255.0 - 128.0) / 128.0  # (B, 3, 299, 299), the TF Inception's input range [-1, 127/128]
         # TorchScript's profiling executor re-specialises for every new batch shape and ran
         # several times slower on CPU here; the plain interpreter is as fast as eager mode
         with torch.jit.optimized_execution(False):
             return self.model(x).flatten(1)  # (B, D)
 
     def update(self, rgb_real: Tensor | None = None, rgb_fake: Tensor | None = None) -> None:
-        if rgb_real is not None:
-            self.real.add(self.features(rgb_real))
-        if rgb_fake is not None:
-            self.fake.add(self.features(rgb_fake))
+        for side, rgb in ((self.real, rgb_real), (self.fake, rgb_fake)):
+            if rgb is not None:
+                side.append(self.features(rgb).to("cpu", torch.float64))
 
     def compute(self) -> float:
-        mu1, s1 = self.real.mean_cov()
-        mu2, s2 = self.fake.mean_cov()
-        return frechet_distance(mu1, s1, mu2, s2)
+        return fid_from_features(torch.cat(self.real), torch.cat(self.fake))
+
+    def kid(self, subsets: int = 100, subset_size: int = 100) -> tuple[float, float]:
+        return kid(torch.cat(self.real), torch.cat(self.fake), subsets, subset_size)
+
+
+# --- uncertainty -------------------------------------------------------------------------------------
+def paired_bootstrap(a: Tensor | np.ndarray, b: Tensor | np.ndarray, n_resamples: int = 2000,
+                     seed: int = 0) -> tuple[float, float, float]:
+    """Mean difference ``mean(a - b)`` of two predictors' per-image values on the same faces, and
+    its 95 % interval ``(mean, low, high)`` from a paired bootstrap.
+
+    The faces are resampled with replacement ``n_resamples`` times (the same faces for both
+    predictors: paired), the mean difference recomputed each time, and its 2.5 and 97.5
+    percentiles taken. Taught in ``07_evaluation``; seed-to-seed variation is measured by
+    rerunning, not by this.
+    """
+    diff = np.asarray(a, np.float64) - np.asarray(b, np.float64)  # (N,)
+    assert diff.ndim == 1 and diff.size >= 2, f"expected two paired (N,) arrays, got shape {diff.shape}"
+    idx = np.random.default_rng(seed).integers(0, diff.size, size=(n_resamples, diff.size))  # (R, N)
+    means = diff[idx].mean(axis=1)  # (R,)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return float(diff.mean()), float(low), float(high)
 
 
 # --- LPIPS ---------------------------------------------------------------------------------------
@@ -302,9 +364,7 @@ class LPIPS(nn.Module):
 
     def __init__(self, weights_path: str | None = None):
         super().__init__()
-        import lpips
-
-        from lib.pretrained import alexnet_features
+        import lpips  # here, not at the top: it imports scikit-image (seconds), needed only for LPIPS
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # torchvision's "pretrained is deprecated"
@@ -325,140 +385,98 @@ class LPIPS(nn.Module):
         return self.net(pred_rgb, true_rgb, normalize=True).flatten()  # (B,), inputs mapped to [-1, 1]
 
 
-# --- the evaluation loop ---------------------------------------------------------------------------
-def _infer_device(predict_fn) -> torch.device:
-    if isinstance(predict_fn, nn.Module):
-        for p in predict_fn.parameters():
-            return p.device
-    return torch.device("cpu")
-
-
+# --- the evaluation loop (to move to lib/evaluate.py) ----------------------------------------------------
 class MetricSuite:
-    """Evaluate a predictor ``l_n (B,1,H,W) -> ab_n (B,2,H,W)`` on a loader of ``(l_n, ab_n)``.
+    """Evaluate a predictor ``l_n (B,1,H,W) -> ab_hat (B,2,H,W)`` on a loader of ``(l_n, ab)``.
 
-    ``evaluate`` returns a dict of floats: ``n_images``; the per-image means ``psnr_rgb``,
-    ``ssim_rgb``, ``psnr_lab``, ``ssim_lab``, ``colorfulness_pred``, ``colorfulness_true``,
-    ``delta_cf`` (and ``lpips`` when on); ``psnr_rgb_pooled64`` (pooled over consecutive
-    groups of 64 images in loader order, whatever the batch size); ``fid`` over the whole
-    split when on; ``seconds``. Per-image values of the last run stay in ``last_per_image``.
-    ``device`` None: the predictor's device (its parameters'), else CPU. A module predictor is
-    evaluated in eval mode and put back in its previous mode. With FID on, the real images'
-    Inception statistics of a full pass over a loader's dataset are kept (per dataset
-    object, while it lives) and reused by the next evaluation on it: a model and its two
-    baselines, or one model epoch after epoch, pay for the real images once. Taught in
-    ``notebooks/07_evaluation.ipynb``.
+    ``evaluate`` returns ``summarize`` of ``image_metrics`` over the loader (plus ``lpips``
+    when on; ``fid``, ``kid`` and ``kid_std`` over the whole split when ``fid`` is on) and
+    ``seconds``; the per-image values stay in ``last_per_image``. ``device`` None: the
+    predictor's (its parameters'), else CPU. A module predictor runs in eval mode
+    (``lib.utils.eval_mode``). With FID on, the real images' Inception features of a full
+    pass over a dataset are kept (per dataset object, while it lives) and reused: a model
+    and its two baselines pay for the real images once. Taught in ``07_evaluation``.
     """
 
-    def __init__(
-        self,
-        fid: bool = False,
-        lpips: bool = False,
-        device: str | torch.device | None = None,
-        pooled_group: int = 64,
-        progress: bool = True,
-    ):
-        self.use_fid = fid  # compute FID over the whole split (Inception at 299x299: slow on CPU)
-        self.use_lpips = lpips  # compute LPIPS (AlexNet) per image
+    def __init__(self, fid: bool = False, lpips: bool = False, device: str | torch.device | None = None,
+                 pooled_group: int = 64, progress: bool = True):
+        self.use_fid, self.use_lpips = fid, lpips  # FID (+ KID): Inception at 299x299, slow on CPU; LPIPS: AlexNet
         self.device = torch.device(device) if device is not None else None
-        self.pooled_group = pooled_group  # images per group for psnr_rgb_pooled64
-        self.progress = progress  # show a tqdm bar
+        self.pooled_group, self.progress = pooled_group, progress
         self._fid: FID | None = None
         self._lpips: LPIPS | None = None
-        self._real_stats: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # dataset -> (key, _Moments)
+        self._real_feats: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # dataset -> (key, features)
         self.last_per_image: dict[str, Tensor] = {}
 
     @torch.no_grad()
-    def evaluate(self, predict_fn: Callable[[Tensor], Tensor], loader: Iterable, max_batches: int | None = None, desc: str = "evaluate") -> dict:
-        from tqdm.auto import tqdm
-
-        device = self.device or _infer_device(predict_fn)
-        real_key, cached = None, None
+    def evaluate(self, predict_fn: Callable[[Tensor], Tensor], loader: Iterable, max_batches: int | None = None,
+                 desc: str = "evaluate") -> dict:
+        module = predict_fn if isinstance(predict_fn, nn.Module) else None
+        device = self.device
+        if device is None and module is not None:  # the predictor's own device
+            device = next((p.device for p in module.parameters()), None)
+        device = device or torch.device("cpu")
+        key, cached = (_real_features_key(loader, max_batches) if self.use_fid else None), None
         if self.use_fid:
-            if self._fid is None:
-                self._fid = FID(device)
-            elif self._fid.device != device:
-                self._fid.model.to(device)
-                self._fid.device = device
+            self._fid = self._fid if self._fid is not None else FID(device)
+            self._fid.model.to(device)
+            self._fid.device = device
             self._fid.reset()
-            real_key = self._real_stats_key(loader, max_batches)
-            entry = self._real_stats.get(loader.dataset) if real_key is not None else None
-            if entry is not None and entry[0] == real_key:
+            entry = self._real_feats.get(loader.dataset) if key is not None else None
+            if entry is not None and entry[0] == key:
                 cached = entry[1]
-                self._fid.real = copy.deepcopy(cached)
+                self._fid.real = list(cached)
         if self.use_lpips:
             self._lpips = (self._lpips if self._lpips is not None else LPIPS()).to(device)
-        was_training = isinstance(predict_fn, nn.Module) and predict_fn.training
-        if isinstance(predict_fn, nn.Module):
-            predict_fn.eval()
-
-        per: dict[str, list[Tensor]] = {k: [] for k in ("psnr_rgb", "ssim_rgb", "psnr_lab", "ssim_lab", "mse_rgb", "colorfulness_pred", "colorfulness_true")}
-        if self.use_lpips:
-            per["lpips"] = []
+        per: dict[str, list[Tensor]] = {}
         total = len(loader) if hasattr(loader, "__len__") else None
-        if max_batches is not None:
-            total = max_batches if total is None else min(total, max_batches)
+        total = max_batches if total is None else min(total, max_batches or total)
         start = time.perf_counter()
-        try:
-            for i, (l_n, ab_true) in enumerate(tqdm(loader, total=total, desc=desc, disable=not self.progress)):
+        with eval_mode(module):
+            for i, (l_n, ab) in enumerate(tqdm(loader, total=total, desc=desc, disable=not self.progress)):
                 if max_batches is not None and i >= max_batches:
                     break
-                l_n, ab_true = l_n.to(device), ab_true.to(device)  # (B, 1, H, W), (B, 2, H, W)
-                ab_pred = predict_fn(l_n).to(device, ab_true.dtype)  # (B, 2, H, W)
-                assert ab_pred.shape == ab_true.shape, f"predictor returned {tuple(ab_pred.shape)}, expected {tuple(ab_true.shape)}"
-                rgb_true = lab_norm_to_rgb(l_n, ab_true)  # (B, 3, H, W) in [0, 1]
-                rgb_pred = lab_norm_to_rgb(l_n, ab_pred)  # (B, 3, H, W): true L + predicted ab
-                L = denormalize_l(l_n)  # (B, 1, H, W)
-                lab_true = torch.cat((L, denormalize_ab(ab_true)), dim=1)  # (B, 3, H, W)
-                lab_pred = torch.cat((L, denormalize_ab(ab_pred)), dim=1)  # (B, 3, H, W)
-                per["psnr_rgb"].append(psnr_rgb(rgb_pred, rgb_true))
-                per["ssim_rgb"].append(ssim_rgb(rgb_pred, rgb_true))
-                per["psnr_lab"].append(psnr_lab(lab_pred, lab_true))
-                per["ssim_lab"].append(ssim_lab(lab_pred, lab_true))
-                per["mse_rgb"].append((_precise(rgb_pred) - _precise(rgb_true)).pow(2).mean(dim=(1, 2, 3)))
-                per["colorfulness_pred"].append(colorfulness(rgb_pred))
-                per["colorfulness_true"].append(colorfulness(rgb_true))
+                l_n, ab = l_n.to(device), ab.to(device)  # (B, 1, H, W), (B, 2, H, W)
+                ab_hat = predict_fn(l_n).to(device, ab.dtype)  # (B, 2, H, W)
+                assert ab_hat.shape == ab.shape, f"predictor returned {tuple(ab_hat.shape)}, expected {tuple(ab.shape)}"
+                values = image_metrics(l_n, ab_hat, ab)
+                if self.use_lpips or self.use_fid:
+                    rgb_true, rgb_pred = lab_norm_to_rgb(l_n, ab), lab_norm_to_rgb(l_n, ab_hat)  # (B, 3, H, W)
                 if self.use_lpips:
-                    per["lpips"].append(self._lpips(rgb_pred, rgb_true))
+                    values["lpips"] = self._lpips(rgb_pred, rgb_true)
                 if self.use_fid:
                     self._fid.update(rgb_real=None if cached is not None else rgb_true, rgb_fake=rgb_pred)
-        finally:
-            if was_training:
-                predict_fn.train()
-
-        assert per["psnr_rgb"], "the loader gave no batches"
-        cat = {k: torch.cat(v).double().cpu() for k, v in per.items()}  # name -> (N,)
-        self.last_per_image = {k: v.float() for k, v in cat.items()}
-        out = {"n_images": int(cat["psnr_rgb"].numel())}
-        for k in ("psnr_rgb", "ssim_rgb", "psnr_lab", "ssim_lab"):
-            out[k] = float(cat[k].mean())
-        out["psnr_rgb_pooled64"] = float(pooled_psnr(cat["mse_rgb"], self.pooled_group))
-        out["colorfulness_pred"] = float(cat["colorfulness_pred"].mean())
-        out["colorfulness_true"] = float(cat["colorfulness_true"].mean())
-        out["delta_cf"] = float((cat["colorfulness_pred"] - cat["colorfulness_true"]).abs().mean())
-        if self.use_lpips:
-            out["lpips"] = float(cat["lpips"].mean())
+                for k, v in values.items():
+                    per.setdefault(k, []).append(v.detach().cpu())
+        assert per, "the loader gave no batches"
+        self.last_per_image = {k: torch.cat(v).float() for k, v in per.items()}
+        out = summarize({k: torch.cat(v) for k, v in per.items()}, self.pooled_group)
         if self.use_fid:
-            assert self._fid.real.n == self._fid.fake.n, f"FID saw {self._fid.real.n} real and {self._fid.fake.n} generated images"
             out["fid"] = self._fid.compute()
-            if real_key is not None and cached is None:
-                self._real_stats[loader.dataset] = (real_key, copy.deepcopy(self._fid.real))
+            out["kid"], out["kid_std"] = self._fid.kid()
+            if key is not None and cached is None:
+                self._real_feats[loader.dataset] = (key, list(self._fid.real))
         out["seconds"] = time.perf_counter() - start
         return out
 
-    @staticmethod
-    def _real_stats_key(loader, max_batches: int | None):
-        """What identifies the real images of a full pass, or None when they may change."""
-        ds = getattr(loader, "dataset", None)
-        if ds is None or max_batches is not None or getattr(ds, "flip", False):
-            return None  # a partial pass, or random flips: nothing to reuse
-        try:
-            weakref.ref(ds), hash(ds)
-        except TypeError:  # not weak-referenceable or not hashable: no cache
-            return None
-        sampler = getattr(loader, "sampler", None)
-        if getattr(sampler, "shuffle", False) and hasattr(sampler, "num_replicas"):
-            return None  # a shuffled DistributedSampler gives each rank another subset every epoch
-        return (_dataset_key(ds), type(sampler).__name__, getattr(sampler, "rank", None), len(sampler) if hasattr(sampler, "__len__") else None)
+
+def _real_features_key(loader, max_batches: int | None):
+    """What identifies the real images of a full pass over ``loader``, or None when they may change."""
+    ds = getattr(loader, "dataset", None)
+    if ds is None or max_batches is not None or getattr(ds, "flip", False):
+        return None  # a partial pass, or random flips: nothing to reuse
+    try:
+        weakref.ref(ds), hash(ds)
+    except TypeError:  # not weak-referenceable or not hashable: no cache
+        return None
+    sampler = getattr(loader, "sampler", None)
+    if getattr(sampler, "shuffle", False) and hasattr(sampler, "num_replicas"):
+        return None  # a shuffled DistributedSampler gives each rank another subset every epoch
+    desc = {"class": type(ds).__name__, "len": len(ds), "sampler": type(sampler).__name__,
+            "rank": getattr(sampler, "rank", None), "n": len(sampler) if hasattr(sampler, "__len__") else None}
+    for attr in ("root", "split", "image_size", "max_images", "num_images", "seed", "cache_key"):
+        desc[attr] = str(getattr(ds, attr, None))
+    return hashlib.sha256(json.dumps(desc, sort_keys=True).encode()).hexdigest()[:20]
 
 
 # --- baselines ---------------------------------------------------------------------------------------
@@ -471,56 +489,29 @@ def grey_predictor() -> Callable[[Tensor], Tensor]:
     return predict
 
 
-def _cache_root() -> Path:
-    env = os.environ.get("FACECOLOR_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "facecolor"
-
-
-def _dataset_key(dataset) -> str:
-    """A stable key for a dataset's identity: class, length, settings and (when it has files) file list."""
-    desc = {"class": type(dataset).__name__, "len": len(dataset)}
-    for attr in ("root", "split", "image_size", "fractions", "max_images", "num_images", "seed"):
-        if hasattr(dataset, attr):
-            desc[attr] = str(getattr(dataset, attr))
-    if hasattr(dataset, "files"):
-        desc["files"] = hashlib.sha256("\n".join(str(f) for f in dataset.files).encode()).hexdigest()
-    return hashlib.sha256(json.dumps(desc, sort_keys=True).encode()).hexdigest()[:20]
-
-
-def mean_face_ab(dataset, batch_size: int = 64, num_workers: int = 0, cache_dir: str | os.PathLike | None = None, progress: bool = True) -> Tensor:
+def mean_face_ab(dataset, batch_size: int = 64, num_workers: int = 0, progress: bool = True) -> Tensor:
     """Per-pixel mean normalised ab ``(2, H, W)`` over a (train) dataset: the "mean face".
 
     CelebA-HQ faces are aligned, so the average face colour map is a strong baseline.
-    Computed once and cached (``$FACECOLOR_CACHE`` or ``~/.cache/facecolor``, ``mean_face/``)
-    when the dataset has a ``fingerprint()`` (``FaceFolder``: files, sizes, mtimes, image
-    size); others (``ToyFaces``) are recomputed each time. Build the dataset without random flips
+    Computed once and cached (``lib.utils.cache_dir("mean_face")``) when the dataset has a
+    ``cache_key`` (``FaceFolder``: its files, sizes, mtimes and image size); others
+    (``ToyFaces``) are recomputed each time. Build the dataset without random flips
     (``flip=False``) so the mean is deterministic. Taught in ``notebooks/07_evaluation.ipynb``.
     """
-    from torch.utils.data import DataLoader
-    from tqdm.auto import tqdm
-
     if getattr(dataset, "flip", False):
         raise ValueError("mean_face_ab needs a deterministic dataset: build it with flip=False")
-    path = None  # cached on disk only for datasets that can say when their pixels change
-    if callable(getattr(dataset, "fingerprint", None)):
-        path = Path(cache_dir) if cache_dir is not None else _cache_root() / "mean_face"
-        path = path / f"{type(dataset).__name__}-{dataset.fingerprint()}.pt"
+    key = getattr(dataset, "cache_key", None)  # only datasets that can say when their pixels change
+    path = cache_dir("mean_face") / f"{type(dataset).__name__}-{key}.pt" if key else None
     if path is not None and path.is_file():
         return torch.load(path, map_location="cpu", weights_only=True)
-    total, n = None, 0
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
-    for _, ab_n in tqdm(loader, desc="mean face", disable=not progress):
-        s = ab_n.double().sum(0)  # (2, H, W)
-        total = s if total is None else total + s
-        n += ab_n.shape[0]
+    total, n = 0.0, 0
+    for _, ab in tqdm(DataLoader(dataset, batch_size=batch_size, num_workers=num_workers), desc="mean face",
+                      disable=not progress):
+        total, n = total + ab.double().sum(0), n + ab.shape[0]  # (2, H, W)
     assert n > 0, "mean_face_ab got an empty dataset"
     mean = (total / n).float()  # (2, H, W)
-    if path is None:
-        return mean
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(mean, tmp)
-    os.replace(tmp, path)
+    if path is not None:
+        atomic_write(path, lambda f: torch.save(mean, f))
     return mean
 
 

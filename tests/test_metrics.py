@@ -263,7 +263,7 @@ class _Oracle(nn.Module):
 def test_suite_with_fid_and_lpips(astronaut):
     true = _resize(torch.cat([astronaut[..., :256, :256], astronaut[..., 256:, 256:]]), 64).float()
     out = M.MetricSuite(fid=True, lpips=True, progress=False).evaluate(M.grey_predictor(), _loader(true, batch_size=1))
-    assert out["n_images"] == 2 and out["fid"] > 0 and 0 < out["lpips"] < 1
+    assert out["n_images"] == 2 and out["fid"] > 0 and 0 < out["lpips"] < 1 and "kid" in out
 
 
 def test_suite_reuses_the_real_fid_statistics_of_a_full_pass():
@@ -290,52 +290,86 @@ def test_suite_reuses_the_real_fid_statistics_of_a_full_pass():
 
 
 class _Faces(torch.utils.data.Dataset):
-    """A tiny dataset with a ``fingerprint()``, as FaceFolder has, so the mean face is cached."""
+    """A tiny dataset with a ``cache_key``, as FaceFolder has, so the mean face is cached."""
 
     def __init__(self, n: int, flip: bool = False):
         gen = torch.Generator().manual_seed(n)
         self.ab = torch.rand(n, 2, 8, 8, generator=gen) - 0.5
-        self.flip, self.split, self.image_size = flip, "train", 8
-        self.files = [Path(f"face_{i}.jpg") for i in range(n)]
+        self.flip, self.cache_key = flip, f"faces-{n}"
         self.calls = 0
 
     def __len__(self):
         return len(self.ab)
-
-    def fingerprint(self):
-        return f"faces-{len(self.ab)}"
 
     def __getitem__(self, i):
         self.calls += 1
         return torch.zeros(1, 8, 8), self.ab[i]
 
 
-class _Unfingerprinted(_Faces):
-    fingerprint = None  # like ToyFaces: nothing says when its pixels change
-
-
-def test_baselines_grey_and_cached_mean_face(tmp_path):
+def test_baselines_grey_and_cached_mean_face(private_cache):
     l_n = torch.zeros(3, 1, 8, 8)
     assert torch.equal(M.grey_predictor()(l_n), torch.zeros(3, 2, 8, 8))
     ds = _Faces(10)
-    mean = M.mean_face_ab(ds, batch_size=4, cache_dir=tmp_path, progress=False)
+    mean = M.mean_face_ab(ds, batch_size=4, progress=False)
     torch.testing.assert_close(mean, ds.ab.mean(0))
     calls = ds.calls
-    again = M.mean_face_ab(ds, batch_size=4, cache_dir=tmp_path, progress=False)
+    again = M.mean_face_ab(ds, batch_size=4, progress=False)
     assert ds.calls == calls and torch.equal(again, mean)  # read from the cache, no pass over the data
     other = _Faces(11)
-    torch.testing.assert_close(M.mean_face_ab(other, cache_dir=tmp_path, progress=False), other.ab.mean(0))  # new key
+    torch.testing.assert_close(M.mean_face_ab(other, progress=False), other.ab.mean(0))  # a new key
     pred = M.mean_face_predictor(mean)(l_n)
     assert pred.shape == (3, 2, 8, 8) and torch.equal(pred[2], mean)
     with pytest.raises(ValueError, match="flip=False"):
-        M.mean_face_ab(_Faces(4, flip=True), cache_dir=tmp_path, progress=False)
+        M.mean_face_ab(_Faces(4, flip=True), progress=False)
 
 
-def test_mean_face_without_fingerprint_is_never_cached(tmp_path):
-    ds = _Unfingerprinted(6)
-    first = M.mean_face_ab(ds, batch_size=4, cache_dir=tmp_path, progress=False)
+def test_mean_face_without_cache_key_is_never_cached(private_cache):
+    ds = _Faces(6)
+    ds.cache_key = None  # like ToyFaces: nothing says when its pixels change
+    first = M.mean_face_ab(ds, batch_size=4, progress=False)
     calls = ds.calls
     ds.ab += 0.25  # its pixels change and nothing could tell a cache
-    again = M.mean_face_ab(ds, batch_size=4, cache_dir=tmp_path, progress=False)
-    assert ds.calls == 2 * calls and list(tmp_path.iterdir()) == []
+    again = M.mean_face_ab(ds, batch_size=4, progress=False)
+    assert ds.calls == 2 * calls
     torch.testing.assert_close(again, first + 0.25)
+
+
+# --- KID and the paired bootstrap ---------------------------------------------------------------------
+def _direct_mmd2(x: np.ndarray, y: np.ndarray) -> float:
+    """The unbiased MMD^2 with k(a, b) = (a.b / d + 1)^3, written out pair by pair."""
+    k = lambda a, b: (a @ b / x.shape[1] + 1) ** 3  # noqa: E731
+    m = len(x)
+    xx = sum(k(x[i], x[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
+    yy = sum(k(y[i], y[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
+    xy = sum(k(x[i], y[j]) for i in range(m) for j in range(m)) / m**2
+    return xx + yy - 2 * xy
+
+
+def test_kid_matches_a_direct_computation():
+    gen = torch.Generator().manual_seed(7)
+    real, fake = torch.randn(20, 6, generator=gen), torch.randn(15, 6, generator=gen) * 1.3 + 0.4
+    mean, std = M.kid(real, fake, subsets=1, subset_size=100)  # subsets of min(100, 20, 15) = 15 images
+    order = torch.Generator().manual_seed(0)  # the draws kid makes: a permutation of each side
+    xs = real[torch.randperm(20, generator=order)[:15]].double().numpy()
+    ys = fake[torch.randperm(15, generator=order)[:15]].double().numpy()
+    assert mean == pytest.approx(_direct_mmd2(xs, ys), rel=1e-9) and std == 0
+    whole, _ = M.kid(real[:15], fake, subsets=3, subset_size=15)  # every subset is all the features
+    assert whole == pytest.approx(_direct_mmd2(real[:15].double().numpy(), fake.double().numpy()), rel=1e-9)
+    m5, s5 = M.kid(real, fake, subsets=50, subset_size=5)
+    assert m5 > 0 and s5 > 0
+    same, _ = M.kid(torch.randn(400, 6, generator=gen), torch.randn(400, 6, generator=gen), subsets=20)
+    assert abs(same) < 0.1 * mean, "two samples of one distribution: KID about 0 (unbiased)"
+
+
+def test_paired_bootstrap_matches_a_direct_computation():
+    rng = np.random.default_rng(8)
+    a = rng.normal(25.0, 2.0, 260)
+    b = a - rng.normal(0.5, 1.0, 260)  # paired: b is a minus a noisy 0.5 dB
+    mean, low, high = M.paired_bootstrap(torch.from_numpy(a), b)
+    draws = np.random.default_rng(0)
+    means = [(a - b)[draws.integers(0, 260, size=260)].mean() for _ in range(2000)]  # one resample at a time
+    assert mean == pytest.approx(np.mean(a - b)) and low < mean < high
+    assert low == pytest.approx(np.percentile(means, 2.5), abs=1e-3) and high == pytest.approx(np.percentile(means, 97.5), abs=1e-3)
+    se = np.std(a - b, ddof=1) / np.sqrt(260)
+    assert (high - low) == pytest.approx(2 * 1.96 * se, rel=0.1), "about mean +- 1.96 standard errors"
+    assert M.paired_bootstrap(a, a) == (0.0, 0.0, 0.0)
