@@ -1,34 +1,162 @@
-"""``make demo``: run what exists end to end and write the README's figures.
+"""``make demo``: run every notebook with papermill in the ``demo`` profile, then write the README figures.
 
-For now: the data tour (``figures/data_samples.png``: faces and their L, a, b
-channels) and the U-Net architecture drawn from its config
-(``figures/unet_architecture.png``). Later notebooks extend it.
+``python -m lib.demo [--profile demo] [--data DIR] [NAME ...]`` executes ``notebooks/NN_*.ipynb``
+(or the named ones) into ``executed/<profile>/`` (ignored by git) and prints one line per
+notebook: its time and where the executed copy went. The notebooks save their figures into
+``figures/`` (in the smoke profile into ``executed/smoke/figures/``). ``--pin`` (smoke profile) copies the outputs of the cells marked
+``# NBVAL_CHECK_OUTPUT`` into those cells' metadata, where ``tests/test_notebooks.py`` compares
+them (see ``notebooks/README.md``). ``python -m lib demo`` (the CLI) writes only the README
+figures (:func:`main`).
 """
 
 from __future__ import annotations
 
+import argparse
+import copy
 import time
 from pathlib import Path
 
+import nbformat
+
+REPO = Path(__file__).resolve().parents[1]
+NOTEBOOKS = REPO / "notebooks"
+EXECUTED = REPO / "executed"
+MARKER = "NBVAL_CHECK_OUTPUT"  # nbval's comment marker: this cell's text output is pinned
+EXPECTED_KEY = "expected_outputs"  # cell metadata key holding the pinned outputs
+
+
+def notebook_paths(names: list[str] | None = None) -> list[Path]:
+    """The course notebooks in order (``notebooks/NN_*.ipynb``), or those whose name starts with one of ``names``."""
+    paths = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+    if names:
+        paths = [p for p in paths if any(p.stem.startswith(n.removesuffix(".ipynb")) for n in names)]
+    return paths
+
+
+def execute(path: str | Path, profile: str = "demo", out_dir: str | Path | None = None, timeout: int = 900,
+            **parameters) -> tuple[Path, float]:
+    """Run one notebook with papermill (``profile`` and ``parameters`` injected after its
+    ``parameters`` cell), in ``notebooks/`` as JupyterLab would; write the executed copy to
+    ``out_dir`` (default ``executed/<profile>/``) and return ``(path of the copy, seconds)``.
+    Raises papermill's ``PapermillExecutionError`` when a cell raises; the copy is written anyway."""
+    import papermill
+
+    path = Path(path)
+    out = Path(out_dir) if out_dir is not None else EXECUTED / profile
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    papermill.execute_notebook(
+        str(path), str(out / path.name), parameters={"profile": profile, **parameters}, kernel_name="python3",
+        cwd=str(path.parent), progress_bar=False, log_output=False, request_save_on_cell_execute=False,
+        execution_timeout=timeout,
+        extra_arguments=["--IPKernelApp.log_level=ERROR"],  # not the kernel's own start-up warnings on the console
+    )
+    return out / path.name, time.perf_counter() - t0
+
+
+def checked_outputs(cell) -> list[dict]:
+    """The text outputs of a code cell as nbval compares them: streams of the same name merged
+    (``nbval.plugin.coalesce_streams``), then stdout/stderr text and the ``text/plain`` of results;
+    images and widget views are left out (they are checked by eye, not pinned)."""
+    from nbval.plugin import coalesce_streams
+
+    out = []
+    for o in coalesce_streams(copy.deepcopy(cell.get("outputs", []))):
+        if o.output_type == "stream":
+            out.append({"output_type": "stream", "name": o.name, "text": o.text})
+        elif o.output_type in ("execute_result", "display_data") and "text/plain" in o.get("data", {}) and \
+                not any(k.startswith(("image/", "application/vnd.jupyter.widget")) for k in o.data):
+            out.append({"output_type": "execute_result", "text/plain": o.data["text/plain"]})
+        elif o.output_type == "error":
+            out.append({"output_type": "error", "ename": o.ename, "evalue": o.evalue})
+    return out
+
+
+def is_checked(cell) -> bool:
+    """True for a code cell that nbval's ``# NBVAL_CHECK_OUTPUT`` marker pins."""
+    from nbval.plugin import find_comment_markers
+
+    return cell.cell_type == "code" and any(m[0] == "check" and m[1] for m in find_comment_markers(cell.source))
+
+
+def pin(executed: str | Path, notebook: str | Path) -> int:
+    """Copy the checked outputs of ``executed``'s marked cells into ``notebook``'s cell metadata
+    (cells matched by id); return how many cells were pinned. Review the diff before committing."""
+    run = nbformat.read(executed, as_version=4)
+    by_id = {c.get("id"): c for c in run.cells}
+    nb = nbformat.read(notebook, as_version=4)
+    n = 0
+    for cell in nb.cells:
+        if is_checked(cell):
+            cell.metadata[EXPECTED_KEY] = checked_outputs(by_id[cell.id])
+            n += 1
+    nbformat.write(nb, notebook)
+    return n
+
+
+def run_notebooks(profile: str = "demo", names: list[str] | None = None, data: str | None = None,
+                  pin_outputs: bool = False) -> int:
+    """Execute the notebooks one by one in ``profile``, printing a line each; 1 if any failed."""
+    failed = 0
+    paths = notebook_paths(names)
+    if not paths:
+        print(f"[demo] no notebook matches {names}")
+        return 1
+    total = time.perf_counter()
+    for path in paths:
+        params = {} if data is None else {"data_root": data}
+        if profile == "smoke":  # smoke figures are not the README's: keep them beside the executed copies
+            params["figures_dir"] = str(EXECUTED / profile / "figures")
+        try:
+            out, seconds = execute(path, profile, **params)
+        except Exception as e:  # papermill's error names the cell; the executed copy holds the traceback
+            failed += 1
+            print(f"[demo] {path.name:<34} FAILED ({type(e).__name__}): see {EXECUTED / profile / path.name}")
+            continue
+        print(f"[demo] {path.name:<34} {seconds:6.1f} s  -> {out.relative_to(REPO)}", flush=True)
+        if pin_outputs:
+            print(f"[demo]   pinned {pin(out, path)} checked cells into {path.relative_to(REPO)}")
+    figures = "executed/smoke/figures/" if profile == "smoke" else "figures/"
+    print(f"[demo] {len(paths) - failed}/{len(paths)} notebooks in {time.perf_counter() - total:.0f} s "
+          f"(profile {profile}); figures in {figures}")
+    return 1 if failed else 0
+
 
 def main(data: str | None = None, out: str = "figures") -> int:
-    """Write the demo figures into ``out`` and print where they are."""
+    """The README's figures without the notebooks (``python -m lib demo``): the data tour
+    (``figures/data_samples.png``) and the U-Net drawn from its config (``figures/unet_architecture.png``)."""
     from lib.data import resolve_data_root
-    from lib.models import UNetConfig, model_summary, save_architecture_figure, UNet
+    from lib.models import UNet, UNetConfig, model_summary, save_architecture_figure
     from lib.viz import save_data_samples
 
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-
-    root = resolve_data_root(data)
-    path = save_data_samples(out_dir / "data_samples.png", root=root)
+    path = save_data_samples(out_dir / "data_samples.png", root=resolve_data_root(data))
     print(f"[demo] data tour       -> {path}")
-
     config = UNetConfig()
     path = save_architecture_figure(config, out_dir / "unet_architecture.png")
     print(f"[demo] architecture    -> {path}")
     print(model_summary(UNet(config), image_size=128))
-
     print(f"[demo] done in {time.perf_counter() - t0:.1f} s")
     return 0
+
+
+def cli(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m lib.demo", description=__doc__.split("\n\n")[0])
+    p.add_argument("names", nargs="*", help="notebooks to run (name prefixes, e.g. 01 02_unet); default: all")
+    p.add_argument("--profile", default="demo", choices=("smoke", "demo", "full"))
+    p.add_argument("--data", default=None, help="CelebA-HQ folder (default: $CELEBAHQ_DIR, data/celeba_hq/, else ToyFaces)")
+    p.add_argument("--pin", action="store_true", help="store the outputs of '# NBVAL_CHECK_OUTPUT' cells in the notebooks")
+    p.add_argument("--no-figures", action="store_true", help="skip the README figures after the notebooks")
+    args = p.parse_args(argv)
+    if args.pin and args.profile != "smoke":
+        p.error("--pin records what the tests compare: use it with --profile smoke")
+    code = run_notebooks(args.profile, args.names, args.data, args.pin)
+    if not args.no_figures and not args.names:
+        code |= main(args.data)
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(cli())
