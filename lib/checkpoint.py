@@ -145,9 +145,9 @@ def load_generator(path: str | os.PathLike | None = None, device: str | torch.de
     if path is None:
         if not SHIPPED.is_file():
             raise CheckpointError(
-                f"no checkpoint given and the shipped model {SHIPPED.relative_to(REPO_ROOT)} is not there: pass one "
+                f"no checkpoint given and the shipped model {SHIPPED} is not there: pass one "
                 "(e.g. runs/cpu64/best.pt after `python -m lib train --config configs/cpu_64px.yaml`), "
-                f"or put a checkpoint at {SHIPPED}")
+                "or put a checkpoint there")
         path = SHIPPED
     ckpt = load_checkpoint(path)
     try:
