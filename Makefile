@@ -1,5 +1,5 @@
 # Two commands for a new user: `make demo` and `make test`. Each creates .venv on first use.
-# Everything else: setup, weights, bench, ablation, lab, clean-venv.
+# Everything else: setup, weights, bench, ablation, lab, strip, pin, clean-venv.
 SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # extra pip options, e.g. PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu" for the CPU wheels
 PIP_ARGS ?=
 
-.PHONY: setup weights demo test bench ablation lab clean-venv
+.PHONY: setup weights demo test bench ablation lab strip pin clean-venv
 
 setup: $(STAMP)
 
@@ -21,10 +21,12 @@ $(STAMP): pyproject.toml
 
 # Offline-first pretrained weights (VGG16 / AlexNet features, FID Inception) into data/weights/.
 weights: $(STAMP)
-	$(PY) -m lib.pretrained fetch
+	$(PY) tools/fetch_weights.py
 
+# Every notebook in the demo profile (papermill; executed copies in executed/demo/, figures in figures/),
+# one line each, then the README figures.
 demo: weights
-	$(PY) -m lib demo
+	$(PY) -m lib.demo --profile demo
 
 test: weights
 	$(PY) -m pytest
@@ -32,8 +34,18 @@ test: weights
 bench: weights
 	$(PY) -m benchmarks.run_all
 
+# Registers the venv's kernel (for other Jupyter installs too) and opens JupyterLab on the notebooks.
 lab: $(STAMP)
+	$(PY) -m ipykernel install --user --name facecolor --display-name "facecolor (.venv)"
 	$(VENV)/bin/jupyter lab notebooks/
+
+# Notebooks are stored without outputs (tests/test_notebooks.py fails otherwise).
+strip: $(STAMP)
+	$(PY) -m nbstripout notebooks/*.ipynb
+
+# Pin the outputs of the `# NBVAL_CHECK_OUTPUT` cells: make pin NB=01 (default: every notebook).
+pin: strip
+	$(PY) -m lib.demo --profile smoke --pin $(NB)
 
 clean-venv:
 	rm -rf $(VENV)
