@@ -1,16 +1,17 @@
-"""Figures: the data tour (RGB, L, a, b of real or toy faces) and colorization grids.
+"""Figures: the data tour (RGB, L, a, b of real or toy faces), colorization grids, training curves.
 
-Taught in ``notebooks/01_color_spaces.ipynb`` and ``notebooks/02_data.ipynb``; the grids
-reappear in every training notebook.
+Taught in ``notebooks/01_lab_color_space.ipynb`` (the data tour, the a/b colormaps); the grids
+reappear in every notebook from ``05_training_unet`` on, the curves in ``05_training_unet``.
 
 Figures are built on ``matplotlib.figure.Figure`` directly, not ``pyplot``: no global state,
 no display needed (works headless, like the Agg backend), and a returned figure still
-shows inline in Jupyter. ``python -m lib.viz`` writes ``figures/data_samples.png``.
+shows inline in Jupyter. ``make demo`` writes ``figures/data_samples.png`` with ``save_data_samples``.
 """
 
 from __future__ import annotations
 
-import argparse
+import csv
+import json
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ from matplotlib.figure import Figure
 from torch import Tensor
 
 from lib.color import denormalize_l, lab_norm_to_rgb, rgb_to_lab
+from lib.data import open_splits
 
 __all__ = ["AB_RANGE", "ab_colormaps", "save_figure", "save_data_samples", "show_colorization_grid",
            "plot_training_curves"]
@@ -63,15 +65,14 @@ def _hwc(x: Tensor) -> np.ndarray:
 # --- the data tour --------------------------------------------------------------------------
 def save_data_samples(path: str | Path = "figures/data_samples.png", root: str | Path | None = None, n: int = 6,
                       image_size: int = 128, split: str = "train") -> Path:
-    """A grid of ``n`` faces of the data ``make_dataset(root)`` finds, and their L, a, b channels.
+    """A grid of ``n`` faces of the data ``lib.data.open_splits(root)`` finds, and their L, a, b channels.
 
     Rows: the RGB photo, L (0..100, grey), a and b (fixed range +-AB_RANGE, diverging Lab
     colormaps), each with a colorbar; the title names the data source (real CelebA-HQ or
-    the ToyFaces stand-in). Images are spread evenly over the split. Taught in ``02_data``.
+    the ToyFaces stand-in). Images are spread evenly over the first 64 of the split. Taught in
+    ``01_lab_color_space``.
     """
-    from lib.data import make_dataset  # here: lib.data imports torchvision, not needed for grids
-
-    ds = make_dataset(root, split=split, image_size=image_size)
+    ds = open_splits(root, "auto", image_size, (split,), max_images=max(n, 64), progress=False)[0][split]
     idx = np.linspace(0, len(ds) - 1, min(n, len(ds))).round().astype(int)
     rgb = torch.stack([ds.rgb_uint8(int(i)) for i in idx]).float() / 255.0  # (n, 3, S, S)
     lab = rgb_to_lab(rgb)  # (n, 3, S, S)
@@ -100,8 +101,8 @@ def save_data_samples(path: str | Path = "figures/data_samples.png", root: str |
 # --- colorization grids -----------------------------------------------------------------------
 def show_colorization_grid(
     l_n: Tensor,
-    ab_pred: Tensor | dict[str, Tensor],
-    ab_true: Tensor | None = None,
+    ab_hat: Tensor | dict[str, Tensor],
+    ab: Tensor | None = None,
     *,
     n: int = 8,
     captions: list[str] | None = None,
@@ -110,23 +111,23 @@ def show_colorization_grid(
 ) -> Figure:
     """Rows: the grey input, one row per prediction, the truth; one column per image.
 
-    ``l_n (B, 1, H, W)``, ``ab_pred (B, 2, H, W)`` (or ``{label: ab}`` to compare several
-    models, one row each) and ``ab_true (B, 2, H, W)``, all normalised as in ``lib.color``;
-    RGB is rebuilt from the true L and each ab (DESIGN.md section 2). The first ``n``
-    images are shown; ``captions`` (one per image, e.g. a PSNR) go under the first
-    prediction row. Saved to ``path`` when given. Taught in ``03_unet`` onwards.
+    ``l_n (B, 1, H, W)``, the predicted ``ab_hat (B, 2, H, W)`` (or ``{label: ab_hat}`` to
+    compare several models, one row each) and the true ``ab (B, 2, H, W)``, all normalised as
+    in ``lib.color``; RGB is rebuilt from the true L and each ab (DESIGN.md section 2). The
+    first ``n`` images are shown; ``captions`` (one per image, e.g. a PSNR) go under the first
+    prediction row. Saved to ``path`` when given. Taught in ``05_training_unet`` onwards.
     """
-    preds = ab_pred if isinstance(ab_pred, dict) else {"prediction": ab_pred}
+    preds = ab_hat if isinstance(ab_hat, dict) else {"prediction": ab_hat}
     assert l_n.dim() == 4 and l_n.shape[1] == 1, f"l_n must be (B, 1, H, W), got {tuple(l_n.shape)}"
-    for name, ab in preds.items():
-        assert ab.shape[0] >= min(n, len(l_n)) and ab.shape[1] == 2 and ab.shape[-2:] == l_n.shape[-2:], (
-            f"{name}: ab must be (B, 2, H, W) matching L {tuple(l_n.shape)}, got {tuple(ab.shape)}")
+    for name, pred in preds.items():
+        assert pred.shape[0] >= min(n, len(l_n)) and pred.shape[1] == 2 and pred.shape[-2:] == l_n.shape[-2:], (
+            f"{name}: ab must be (B, 2, H, W) matching L {tuple(l_n.shape)}, got {tuple(pred.shape)}")
     n = min(n, len(l_n))
     l_n = l_n[:n].detach().float().cpu()  # (n, 1, H, W)
     rows = [("grey input", (denormalize_l(l_n) / 100.0).expand(-1, 3, -1, -1))]
-    rows += [(name, lab_norm_to_rgb(l_n, ab[:n].detach().float().cpu())) for name, ab in preds.items()]
-    if ab_true is not None:
-        rows.append(("truth", lab_norm_to_rgb(l_n, ab_true[:n].detach().float().cpu())))
+    rows += [(name, lab_norm_to_rgb(l_n, pred[:n].detach().float().cpu())) for name, pred in preds.items()]
+    if ab is not None:
+        rows.append(("truth", lab_norm_to_rgb(l_n, ab[:n].detach().float().cpu())))
 
     fig = Figure(figsize=(1.5 * n + 0.6, 1.5 * len(rows) + (0.5 if title else 0.1)), layout="constrained")
     axes = fig.subplots(len(rows), n, squeeze=False)
@@ -150,11 +151,8 @@ def plot_training_curves(run_dir: str | Path, metric: str = "psnr_rgb", path: st
     Reads ``history_epochs.csv`` (written by ``lib.train.Trainer`` each epoch) and, when the
     run has finished, ``test_metrics.json`` (best checkpoint and the grey / mean-face
     baselines on the **test** split, drawn as horizontal lines and labelled so). Taught in
-    ``notebooks/08_training.ipynb``.
+    ``notebooks/05_training_unet.ipynb``.
     """
-    import csv
-    import json
-
     run_dir = Path(run_dir)
     with open(run_dir / "history_epochs.csv", newline="") as f:
         rows = [r for r in csv.DictReader(f) if r.get(f"val_{metric}")]
@@ -185,18 +183,3 @@ def plot_training_curves(run_dir: str | Path, metric: str = "psnr_rgb", path: st
     if path is not None:
         save_figure(fig, path)
     return fig
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m lib.viz [--data DIR] [--out PATH]``: write the data tour figure."""
-    p = argparse.ArgumentParser(prog="python -m lib.viz", description=save_data_samples.__doc__.split("\n")[0])
-    p.add_argument("--data", default=None, help="face folder (default: $CELEBAHQ_DIR, data/celeba_hq/, else toy faces)")
-    p.add_argument("--out", default="figures/data_samples.png")
-    p.add_argument("-n", type=int, default=6)
-    args = p.parse_args(argv)
-    print(f"wrote {save_data_samples(args.out, root=args.data, n=args.n)}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,10 +1,14 @@
-"""Tests of the training-curve figure (``lib.viz.plot_training_curves``)."""
+"""Tests of ``lib.viz``: the data tour, the colorization grid and the training curves."""
 
 import json
 
 import pytest
+import torch
+from PIL import Image
 
-from lib.viz import plot_training_curves
+import lib.data as data
+from lib.data import ToyFaces, rgb_uint8_to_lab_norm
+from lib.viz import plot_training_curves, save_data_samples, show_colorization_grid
 
 HEADER = "epoch,step,train_loss_G,val_psnr_rgb\n"
 
@@ -36,3 +40,23 @@ def test_curves_of_a_run_without_test_results_and_without_epochs(tmp_path):
     (tmp_path / "history_epochs.csv").write_text(HEADER + "1,10,9.0,\n")  # evaluated nothing yet
     with pytest.raises(ValueError, match="no epoch with val_psnr_rgb"):
         plot_training_curves(tmp_path)
+
+
+def test_save_data_samples_writes_a_figure_of_toy_faces(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("CELEBAHQ_DIR", raising=False)
+    monkeypatch.setattr(data, "REPO_ROOT", tmp_path)  # no data/celeba_hq/ there: ToyFaces
+    path = save_data_samples(tmp_path / "fig" / "samples.png", n=2, image_size=32)
+    img = Image.open(path)
+    assert img.format == "PNG" and img.width > 200 and img.height > 300
+    assert "ToyFaces" in capsys.readouterr().out
+
+
+def test_colorization_grid(tmp_path):
+    l_n, ab = rgb_uint8_to_lab_norm(torch.stack([ToyFaces(3, 32).rgb_uint8(i) for i in range(3)]))
+    fig = show_colorization_grid(l_n, {"grey": torch.zeros_like(ab), "model": ab * 0.5}, ab,
+                                 captions=["a", "b", "c"], title="t", path=tmp_path / "grid.png")
+    assert len(fig.axes) == 4 * 3 and (tmp_path / "grid.png").exists()
+    assert [ax.get_ylabel() for ax in fig.axes[::3]] == ["grey input", "grey", "model", "truth"]
+    assert len(show_colorization_grid(l_n, ab_hat=ab, n=2).axes) == 2 * 2, "input and prediction rows, no truth"
+    with pytest.raises(AssertionError, match="must be"):
+        show_colorization_grid(ab, ab)
