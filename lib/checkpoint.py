@@ -65,8 +65,9 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        if "Weights only load failed" not in str(e):
-            raise CheckpointError(f"{str(path)!r} is not a PyTorch checkpoint (unreadable: {e})") from None
+        if "GLOBAL" not in str(e):  # not a pickle of names torch refuses: garbage, or text
+            raise CheckpointError(f"{str(path)!r} is not a PyTorch checkpoint (truncated, or another kind of "
+                                  "file); give a .pt file written by `python -m lib train` or `export`") from None
         raise CheckpointError(f"{str(path)!r} holds Python objects other than tensors and plain values; it was not "
                               "loaded (weights_only=True: no code in it ran). Use a checkpoint written by this "
                               "project") from None

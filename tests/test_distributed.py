@@ -16,8 +16,8 @@ import pytest
 import torch
 import yaml
 
+from lib.checkpoint import load_checkpoint, load_generator
 from lib.evaluate import evaluate_checkpoint
-from lib.train import load_checkpoint, load_generator
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -26,8 +26,8 @@ REPO = Path(__file__).resolve().parents[1]
 def test_torchrun_two_cpu_processes_gloo(tmp_path, monkeypatch):
     monkeypatch.setenv("FACECOLOR_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "run"
-    cfg = dict(dataset="toy", toy_images=32, image_size=32, batch_size=8, epochs=2, beta=0.0, theta=0.08,
-               d_width=8, discriminator={"n_layers": 2}, lr=2e-3, model={"ndims": 8, "depth": 2, "num_blocks": 0},
+    cfg = dict(dataset="toy", toy_images=32, image_size=32, batch_size=8, epochs=2, loss={"beta": 0.0, "theta": 0.08},
+               discriminator={"ndf": 8, "n_layers": 2}, lr=2e-3, model={"ndims": 8, "depth": 2, "num_blocks": 0},
                num_samples=2, progress=False, device="cpu", threads=1, out_dir=str(out))
     path = tmp_path / "ddp.yaml"
     path.write_text(yaml.safe_dump(cfg))
