@@ -23,38 +23,33 @@ The way from an image file to the model's input and target::
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import unicodedata
 import warnings
 from collections import Counter
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageOps
+from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
-from torchvision.io import ImageReadMode, decode_image, read_file
 from torchvision.transforms.v2 import functional as TF
 from tqdm.auto import tqdm
 
 from lib.color import rgb_to_lab, rgb_to_lab_norm
-from lib.errors import ConfigError, DataError
+from lib.errors import ConfigError, DataError, ImageError
+from lib.images import MAX_PIXELS, load_rgb
 from lib.toyfaces import render_toy_face
 from lib.utils import atomic_write, cache_dir, clean_stale_temp_files, write_text_atomic
 
-# torchvision 0.29 marks its image decoders deprecated (in favour of TorchCodec) but they are
-# what this project pins and uses; say it once here instead of on every decode.
-warnings.filterwarnings("ignore", message="The image decoding and encoding capabilities of TorchVision",
-                        category=DeprecationWarning)
-
 __all__ = [
-    "IMAGE_EXTENSIONS", "SPLITS", "FRACTIONS", "GRAYSCALE_CHROMA", "MIN_SIDE", "MAX_PIXELS",
-    "DataWarning", "NoUsableImageError", "DataSource", "FaceFolder", "ToyFaces",
+    "IMAGE_EXTENSIONS", "SPLITS", "FRACTIONS", "GRAYSCALE_CHROMA", "MIN_SIDE", "DataWarning", "DataSource", "FaceFolder", "ToyFaces",
     "open_splits", "reopen_splits", "split_of", "list_image_files", "check_face", "decode_rgb",
     "resize_square", "rgb_uint8_to_lab_norm", "resolve_data_root", "folder_fingerprint", "make_dataset",
 ]
@@ -64,17 +59,12 @@ SPLITS = ("train", "val", "test")
 FRACTIONS = (0.9, 0.05, 0.05)  # train / val / test shares of the hash split
 GRAYSCALE_CHROMA = 2.0  # mean chroma sqrt(a^2 + b^2) below this (Lab units): a grayscale photo
 MIN_SIDE = 32  # a "face" with a shorter side than this (a 1x1 image, an icon) is not a training face
-MAX_PIXELS = 8192 * 8192  # larger images are skipped before decoding (a decompression bomb)
-_PREPARE_VERSION = 2  # bump when the prepared pixels would change (resize method, checks, ...)
+_PREPARE_VERSION = 3  # bump when the prepared pixels would change (resize method, checks, ...)
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 class DataWarning(UserWarning):
     """Files skipped while preparing a folder."""
-
-
-class NoUsableImageError(DataError):
-    """A folder holds no image the dataset can use (kept for the old name; a ``DataError``)."""
 
 
 # --- splits ----------------------------------------------------------------------------
@@ -148,33 +138,11 @@ def folder_fingerprint(root: str | Path) -> str:
 
 
 # --- decoding and checking ----------------------------------------------------------------
-def _pil_to_rgb_array(im: Image.Image) -> np.ndarray:
-    """Any PIL image (RGBA, CMYK, palette, 16-bit, ...) -> uint8 (h, w, 3) RGB."""
-    if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):  # 16-bit or 32-bit grey: scale, do not clip
-        a = np.asarray(im, dtype=np.float64)
-        scale = 65535.0 if im.mode.startswith("I;16") or a.max() > 255 else 255.0
-        a = np.clip(a / scale * 255.0 + 0.5, 0, 255).astype(np.uint8)
-        return np.repeat(a[..., None], 3, axis=2)
-    return np.asarray(im.convert("RGB"))  # drops alpha; converts CMYK, palette, L, LA
-
-
 def decode_rgb(path: str | Path) -> Tensor:
-    """Decode an image file to uint8 RGB ``(3, h, w)``, EXIF orientation applied.
-
-    ``torchvision.io`` (libjpeg-turbo / libpng / libwebp) first; it also converts
-    grayscale, palette, RGBA (alpha dropped) and CMYK, and 16-bit PNGs are scaled to 8
-    bits. Whatever it cannot decode goes through PIL, which gives the same pixels.
-    Taught in ``05_training_unet``.
-    """
-    try:
-        img = decode_image(read_file(str(path)), mode=ImageReadMode.RGB, apply_exif_orientation=True)
-    except RuntimeError:
-        with Image.open(path) as im:
-            im = ImageOps.exif_transpose(im)
-            return torch.from_numpy(_pil_to_rgb_array(im).copy()).permute(2, 0, 1).contiguous()  # (3, h, w)
-    if img.dtype == torch.uint16:  # 16-bit PNG: round(x * 255 / 65535)
-        img = ((img.to(torch.int32) * 255 + 32767) // 65535).to(torch.uint8)
-    return img  # (3, h, w) uint8
+    """An image file as uint8 RGB ``(3, h, w)``, decoded by ``lib.images.load_rgb`` (EXIF
+    orientation applied, alpha over white, 16-bit scaled; ``ImageError`` naming why not)."""
+    rgb = np.require(load_rgb(path, max_pixels=MAX_PIXELS), requirements="W")  # (h, w, 3), a writable copy if needed
+    return torch.from_numpy(rgb).permute(2, 0, 1)  # (3, h, w)
 
 
 def resize_square(img: Tensor, size: int) -> Tensor:
@@ -191,23 +159,22 @@ def check_face(path: str | Path) -> tuple[Tensor | None, str]:
     or ``(None, reason)``.
 
     The header is read first (PIL reads no pixels for it): an image with a side below
-    ``MIN_SIDE`` pixels (a 1x1 image) or above ``MAX_PIXELS`` pixels is refused undecoded.
-    Then the full decode finds unreadable and truncated files. Last, a grayscale photo
-    (mean chroma of a 16x16 thumbnail below ``GRAYSCALE_CHROMA`` Lab units, even when
-    stored as RGB) has no colour to learn or measure. Taught in ``05_training_unet``.
+    ``MIN_SIDE`` pixels (a 1x1 image) is refused undecoded, one above ``lib.images.MAX_PIXELS``
+    too (by ``load_rgb``). Then the decode finds empty, unreadable and truncated files. Last,
+    a grayscale photo (mean chroma of a 16x16 thumbnail below ``GRAYSCALE_CHROMA`` Lab units,
+    even when stored as RGB) has no colour to learn or measure. Taught in ``05_training_unet``.
     """
     try:
         with Image.open(path) as im:
             w, h = im.size
         if min(w, h) < MIN_SIDE:
             return None, f"too small: {w}x{h}, a face needs at least {MIN_SIDE} px a side"
-        if w * h > MAX_PIXELS:
-            return None, f"too large: {w}x{h} is over {MAX_PIXELS:,} pixels"
+    except Exception:  # noqa: BLE001: no header: load_rgb says why in its own words
+        pass
+    try:
         rgb = decode_rgb(path)  # (3, h, w) uint8
-    except Image.UnidentifiedImageError:
-        return None, "not an image"
-    except Exception as e:  # truncated, unreadable, unsupported: all reasons to skip the file
-        return None, "truncated" if "truncated" in str(e) else f"{type(e).__name__}: {e}"
+    except ImageError as e:  # "<path> is truncated (...)" -> "truncated (...)"
+        return None, str(e).removeprefix(f"{path} ").removeprefix("is ")
     thumb = F.adaptive_avg_pool2d(rgb.float()[None] / 255.0, 16)  # (1, 3, 16, 16)
     chroma = float(rgb_to_lab(thumb)[0, 1:].square().sum(0).sqrt().mean())
     if chroma < GRAYSCALE_CHROMA:
@@ -241,9 +208,7 @@ def rgb_uint8_to_lab_norm(rgb: Tensor) -> tuple[Tensor, Tensor]:
     A single image ``(3, H, W)`` is converted on one thread (see ``_one_torch_thread``).
     Taught in ``01_lab_color_space``.
     """
-    if rgb.dim() > 3:
-        return rgb_to_lab_norm(rgb.float() / 255.0)
-    with _one_torch_thread():
+    with _one_torch_thread() if rgb.dim() == 3 else nullcontext():
         return rgb_to_lab_norm(rgb.float() / 255.0)
 
 
@@ -297,9 +262,9 @@ class FaceFolder(_Faces):
                                  stamps=stamps)  # also keys caches derived from it (the mean face)
         self.names, self.skipped, self._path, self._images = self._prepare(stamps, cache, progress)
         if self.skipped:
-            shown = [f"{r} ({why})" for r, why in self.skipped]
+            shown = [f"{r}: {why}" for r, why in self.skipped]
             warnings.warn(f"FaceFolder({str(self.root)!r}, split={split!r}): skipped {len(shown)} of "
-                          f"{len(shown) + len(self.names)} image files checked: " + _name_some(shown),
+                          f"{len(shown) + len(self.names)} image files checked; " + _name_some(shown),
                           DataWarning, stacklevel=2)
 
     def _prepare(self, stamps, cache: bool, progress: bool):
@@ -316,7 +281,7 @@ class FaceFolder(_Faces):
                     return meta["names"], [tuple(s) for s in meta["skipped"]], path, None
             except (OSError, ValueError, KeyError):
                 pass  # not prepared yet (or half): prepare it
-        names, skipped, rows = [], [], []
+        names, skipped = [], []
         limit = len(stamps) if self.max_images is None else int(self.max_images)
         desc = f"preparing {self.root.name} {self.split} at {self.image_size}px"
 
@@ -331,16 +296,13 @@ class FaceFolder(_Faces):
                     continue
                 with _one_torch_thread():
                     row = resize_square(rgb, self.image_size).numpy()  # (3, S, S) uint8
-                if f is None:
-                    rows.append(row)
-                else:
-                    f.write(row.tobytes())
+                f.write(row.tobytes())
                 names.append(rel)
 
         if folder is None:
-            write(None)
-            shape = (len(rows), 3, self.image_size, self.image_size)
-            return names, skipped, None, np.stack(rows) if rows else np.zeros(shape, np.uint8)
+            write(buf := io.BytesIO())
+            images = np.frombuffer(buf.getbuffer(), np.uint8).reshape(-1, 3, self.image_size, self.image_size)
+            return names, skipped, None, images  # (N, 3, S, S), read-only
         atomic_write(path, write)  # readers see no file or the complete one, never half
         write_text_atomic(index, json.dumps({"root": str(self.root), "names": names, "skipped": skipped}))
         return names, skipped, path, None
@@ -417,7 +379,7 @@ class ToyFaces(_Faces):
 
 
 def _name_some(names: list[str], limit: int = 10) -> str:
-    shown = ", ".join(names[:limit])
+    shown = "; ".join(names[:limit])
     return shown + (f", ... and {len(names) - limit} more" if len(names) > limit else "")
 
 
