@@ -27,10 +27,24 @@ from lib.metrics import MetricSuite, grey_predictor, mean_face_ab, mean_face_pre
 from lib.runtime import DistInfo, pick_device
 from lib.utils import write_text_atomic
 
-__all__ = ["evaluate_predictor", "metrics_with_baselines", "evaluate_checkpoint", "format_table", "TABLE_METRICS"]
+__all__ = ["predictor", "evaluate_predictor", "metrics_with_baselines", "evaluate_checkpoint", "format_table",
+           "TABLE_METRICS"]
 
 TABLE_METRICS = ("psnr_rgb", "ssim_rgb", "psnr_rgb_pooled64", "psnr_lab", "ssim_lab", "delta_cf", "lpips", "fid")
 _NOT_AVERAGED = {"n_images", "seconds", "fid"}
+
+
+def predictor(model: torch.nn.Module, device: torch.device | str, channels_last: bool = False
+              ) -> Callable[[Tensor], Tensor]:
+    """``predict(l_n) -> ab_hat (B, 2, H, W)`` for evaluation: no gradients, fp32 whatever the
+    training precision (metrics must not depend on the hardware). Put ``model`` in eval mode."""
+
+    @torch.no_grad()
+    def predict(l_n: Tensor) -> Tensor:
+        l_n = l_n.to(device)  # (B, 1, H, W)
+        return model(l_n.contiguous(memory_format=torch.channels_last) if channels_last else l_n).float().contiguous()
+
+    return predict
 
 
 def evaluate_predictor(predict_fn: Callable[[Tensor], Tensor], loader, suite: MetricSuite,
@@ -79,7 +93,7 @@ def metrics_with_baselines(predict_fn, loader, suite: MetricSuite, train_set=Non
     info = dist_info or DistInfo()
     plain = copy.copy(train_set)
     plain.flip = False  # the mean face must not depend on random flips
-    mean_ab = mean_face_ab(plain) if info.is_main else None  # (2, H, W); rank 0 computes (and caches) it first
+    mean_ab = mean_face_ab(plain, progress=suite.progress) if info.is_main else None  # (2, H, W); rank 0 first (caches)
     info.barrier()
     if mean_ab is None:
         mean_ab = mean_face_ab(plain, progress=False)  # (2, H, W), from rank 0's cache
@@ -145,13 +159,9 @@ def evaluate_checkpoint(checkpoint: str | Path | None, split: str = "test", imag
     ds = copy.copy(datasets[split])
     ds.flip = False
     loader = torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=False)
-
-    @torch.no_grad()
-    def predict(l_n: Tensor) -> Tensor:  # fp32, as the trainer's evaluation
-        return model(l_n.to(dev)).float()  # (B, 2, H, W)
-
     suite = MetricSuite(fid=fid, lpips=lpips, device=dev, progress=progress)
-    report = metrics_with_baselines(predict, loader, suite, train_set=datasets.get("train"), baselines=baselines)
+    report = metrics_with_baselines(predictor(model, dev), loader, suite, train_set=datasets.get("train"),
+                                    baselines=baselines)
     report.update({
         "checkpoint": str(checkpoint), "split": split, "image_size": size, "num_images": len(ds),
         "data": source.describe(), "data_source": source.to_dict(), "data_note": note, "epoch": ckpt.get("epoch"),
@@ -163,6 +173,8 @@ def evaluate_checkpoint(checkpoint: str | Path | None, split: str = "test", imag
 
 def main(checkpoint: str | None, out: str | None = None, **options) -> int:
     """``python -m lib evaluate``: print the table, print or write the JSON."""
+    if out and Path(out).is_dir():
+        raise ConfigError(f"option '--out' ({out}) is a folder; name the JSON file to write, e.g. {Path(out) / 'eval.json'}")
     report = evaluate_checkpoint(checkpoint, **options)
     text = json.dumps(report, indent=2, default=float)
     if out:

@@ -12,18 +12,21 @@ import contextlib
 import importlib.util
 import os
 import random
+import signal
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.distributed as dist
-from torch import Tensor
+from torch import Tensor, nn
 
 from lib.errors import ConfigError
 
 __all__ = ["pick_device", "cpu_has_native_bf16", "resolve_precision", "resolve_channels_last", "resolve_threads",
            "apply_threads", "resolve_compile", "seed_everything", "worker_init", "rng_state", "set_rng_state",
-           "DistInfo", "DTYPES"]
+           "DistInfo", "DTYPES", "on_stop_signals", "for_device"]
 
 
 def pick_device(requested: str = "auto", local_rank: int = 0) -> torch.device:
@@ -233,3 +236,34 @@ class DistInfo:
         if self.enabled:
             dist.all_reduce(t, op={"sum": dist.ReduceOp.SUM, "max": dist.ReduceOp.MAX}[op])
         return t
+
+
+@contextlib.contextmanager
+def on_stop_signals(handler: Callable[[str], None]):
+    """Call ``handler("SIGINT" | "SIGTERM")`` when this process gets one inside the block, instead
+    of dying (the training loop then finishes its step and saves). DataLoader workers inherit
+    the handler but ignore it; the previous handlers come back after the block. Outside the
+    main thread (where Python cannot catch signals) it does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pid = os.getpid()
+
+    def on_signal(signum, frame):
+        if os.getpid() == pid:
+            handler(signal.Signals(signum).name)
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def for_device(net: nn.Module | None, device: torch.device, info: DistInfo, compile: bool) -> nn.Module | None:
+    """What a training step calls: ``net`` (already on ``device``) in DistributedDataParallel
+    under ``torchrun``, then ``torch.compile``\ d when asked; the plain module keeps the weights."""
+    if net is not None and info.enabled:
+        net = nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
+    return torch.compile(net) if net is not None and compile else net

@@ -1,9 +1,7 @@
 """The training loop, and the two steps it repeats: a discriminator step and a generator step.
 
-Taught in ``05_training_unet`` (generator-only training, checkpoints, resuming) and
-``06_gan_training`` (the discriminator step). The same code runs a notebook cell,
-``python -m lib train --config configs/seed.yaml`` and ``torchrun --nproc_per_node=N -m lib train``.
-
+Taught in ``05_training_unet`` (training, checkpoints, resuming) and ``06_gan_training`` (the
+D step). The same code runs in a notebook, ``python -m lib train`` and under ``torchrun``.
 One iteration of :meth:`Trainer.fit`, as pix2pix's ``optimize_parameters``::
 
     l_n, ab = batch                                       (B, 1, H, W), (B, 2, H, W)
@@ -13,25 +11,16 @@ One iteration of :meth:`Trainer.fit`, as pix2pix's ``optimize_parameters``::
 
 Each step zeroes its network's gradients, backpropagates, clips, steps its optimizer and
 returns a :class:`StepRecord`, so a notebook can call them in its own loop on its own models.
-
-What a run writes into ``out_dir``: ``config.yaml``; ``last.pt`` and ``best.pt`` (best by
-``select_metric`` on val; ``lib.checkpoint``); ``history_steps.csv`` (one row per step,
-appended every 50 steps and at each save); ``history.json`` / ``history_epochs.csv`` (one
-row per epoch); ``samples/epoch_NNNN.png``; ``test_metrics.json`` (best.pt on test, with the
-grey and mean-face baselines).
+A run writes ``last.pt``/``best.pt`` (``lib.checkpoint``), ``samples/epoch_NNNN.png`` and
+its history and test metrics (``lib.run_dir``) into ``out_dir``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
-import csv
 import itertools
-import json
 import math
-import os
-import signal
-import threading
 import time
 import warnings
 from dataclasses import dataclass
@@ -45,16 +34,17 @@ from tqdm.auto import tqdm
 from lib.checkpoint import CHECKPOINT_FORMAT, generator_weights, load_checkpoint, load_generator, load_state_checked, \
     save_checkpoint
 from lib.color import lab_norm_to_rgb
-from lib.config import RUN_FILES, SELECT_METRICS, TrainConfig
+from lib.config import SELECT_METRICS, TrainConfig
 from lib.data import DataSource, open_splits
 from lib.errors import CheckpointError, DataError, UserError
-from lib.evaluate import evaluate_predictor, format_table, metrics_with_baselines
+from lib.evaluate import evaluate_predictor, format_table, metrics_with_baselines, predictor
 from lib.losses import ColorizationLoss
 from lib.metrics import MetricSuite, psnr_rgb
 from lib.models import PatchDiscriminator, UNet
-from lib.runtime import DTYPES, DistInfo, apply_threads, pick_device, resolve_channels_last, resolve_compile, \
-    resolve_precision, rng_state, seed_everything, set_rng_state, worker_init
-from lib.utils import atomic_write, clean_stale_temp_files, eval_mode, write_text_atomic
+from lib.run_dir import RunDir, write_json
+from lib.runtime import DTYPES, DistInfo, apply_threads, for_device, on_stop_signals, pick_device, \
+    resolve_channels_last, resolve_compile, resolve_precision, rng_state, seed_everything, set_rng_state, worker_init
+from lib.utils import eval_mode
 from lib.viz import show_colorization_grid
 
 __all__ = ["StepRecord", "discriminator_step", "generator_step", "update_ema", "Trainer", "TrainingDiverged", "main"]
@@ -64,9 +54,6 @@ class TrainingDiverged(UserError):
     """A loss became NaN or infinite; the run stopped and the last good checkpoint was kept."""
 
 
-# ======================================================================================
-# The two steps
-# ======================================================================================
 @dataclass
 class StepRecord:
     """What one step did. Taught in ``06_gan_training``."""
@@ -170,9 +157,6 @@ class _EpochSampler(torch.utils.data.DistributedSampler):
         return self.num_samples - self.start
 
 
-# ======================================================================================
-# The trainer
-# ======================================================================================
 class Trainer:
     """Generator-only or GAN training of a :class:`TrainConfig`: ``Trainer(cfg).fit()``.
 
@@ -212,13 +196,7 @@ class Trainer:
         for net in (self.G, self.D, self.criterion):  # the perceptual loss's VGG too
             if net is not None:
                 net.to(self.device, memory_format=fmt)
-        self.G_run, self.D_run = self.G, self.D  # what the steps call: DDP and compile wrappers
-        if self.dist.enabled:
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            self.G_run = nn.parallel.DistributedDataParallel(self.G, device_ids=ids)
-            self.D_run = self.D and nn.parallel.DistributedDataParallel(self.D, device_ids=ids)
-        if self.compile:
-            self.G_run, self.D_run = torch.compile(self.G_run), self.D_run and torch.compile(self.D_run)
+        self.G_run, self.D_run = (for_device(n, self.device, self.dist, self.compile) for n in (self.G, self.D))
         self.opt_G = torch.optim.Adam(self.G.parameters(), lr=cfg.lr, betas=cfg.betas)
         self.opt_D = self.D and torch.optim.Adam(self.D.parameters(), lr=cfg.d_lr, betas=cfg.betas)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
@@ -235,10 +213,11 @@ class Trainer:
         self.samples_in_epoch = 0  # this rank's images of the current epoch already trained on (resume mid-epoch)
         self.best_value, self.best_epoch = None, None
         self.history: list[dict] = []  # one row per epoch
-        self._steps: list[dict] = []  # step rows not yet appended to history_steps.csv
+        self.run_dir = RunDir(self.out_dir)  # history files (written by rank 0)
         self._sums: dict[str, float] = {}  # loss terms summed over this epoch's steps
         self._stop_signal: str | None = None
-        self._d_low, self._d_warned, self._suite = 0, False, None
+        self._d_low, self._d_warned = 0, False
+        self.suite = MetricSuite(fid=cfg.eval_fid, lpips=cfg.eval_lpips, device=self.device, progress=False)
         self._t0 = time.perf_counter()
         resume = self.out_dir / "last.pt" if cfg.resume == "auto" else cfg.resume and Path(cfg.resume)
         if resume and resume.is_file():
@@ -300,8 +279,7 @@ class Trainer:
         cfg = self.cfg
         self._open_run_folder()
         self.log(f"[train] {self.describe()}")
-        step_kw = dict(scaler=self.scaler, grad_clip=cfg.grad_clip, amp_dtype=self.amp_dtype)
-        with self._signals():
+        with on_stop_signals(self._on_signal):
             while self.epoch < cfg.epochs and not self._stop_signal:
                 self.sampler.set_epoch(self.epoch)
                 self.sampler.start = self.samples_in_epoch
@@ -309,15 +287,8 @@ class Trainer:
                 for net in (self.G, self.D):
                     net is not None and net.train()
                 for l_n, ab in self._progress_bar(self.train_loader):
-                    batch = self._to_device(l_n), self._to_device(ab)  # (B, 1, H, W), (B, 2, H, W)
                     self._set_lr()
-                    with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
-                        ab_hat = self.G_run(batch[0])  # (B, 2, H, W)
-                    d = (discriminator_step(self.D_run, self.opt_D, self.criterion.gan, batch, ab_hat, **step_kw)
-                         if self.D is not None else None)
-                    g = generator_step(self.G_run, self.opt_G, self.criterion, batch, self.D, ab_hat=ab_hat, **step_kw)
-                    if self.ema is not None:
-                        update_ema(self.ema, self.G, cfg.ema)
+                    g, d = self.train_step(l_n, ab)  # forward, D step, G step, EMA
                     self.step += 1
                     self.samples_in_epoch += len(l_n)
                     self._record(g, d)  # NaN stop, D-collapse warning, step history
@@ -333,19 +304,30 @@ class Trainer:
             test = self.test_best() if cfg.test_at_end else None
         return self._summary("finished", test)
 
+    def train_step(self, l_n: Tensor, ab: Tensor) -> tuple[StepRecord, StepRecord | None]:
+        """One iteration on a batch: ``ab_hat = G(l_n)`` once, the D step (GAN runs), the G step, the EMA."""
+        batch = self._to_device(l_n), self._to_device(ab)  # (B, 1, H, W), (B, 2, H, W)
+        kw = dict(scaler=self.scaler, grad_clip=self.cfg.grad_clip, amp_dtype=self.amp_dtype)
+        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+            ab_hat = self.G_run(batch[0])  # (B, 2, H, W)
+        d = discriminator_step(self.D_run, self.opt_D, self.criterion.gan, batch, ab_hat, **kw) if self.D else None
+        g = generator_step(self.G_run, self.opt_G, self.criterion, batch, self.D, ab_hat=ab_hat, **kw)
+        if self.ema is not None:
+            update_ema(self.ema, self.G, self.cfg.ema)
+        return g, d
+
     def _open_run_folder(self) -> None:
-        """Create out_dir, remove a killed process's temp files (and, with overwrite, the earlier run)."""
-        if self.dist.is_main:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-            for p in clean_stale_temp_files(self.out_dir):
+        if self.dist.is_main:  # a fresh run replaces an earlier one only with overwrite (cfg.check())
+            for p in self.run_dir.prepare(fresh=not self.step and self.cfg.resume is None, step=self.step):
                 self.log(f"[train] removed {p.name}, a temp file a killed run left behind")
-            if not self.step and self.cfg.resume is None:  # a fresh run (check() refused an earlier one without overwrite)
-                for p in [*(self.out_dir / n for n in (*RUN_FILES, "history_epochs.csv")),
-                          *self.out_dir.glob("samples/epoch_*.png")]:
-                    p.unlink(missing_ok=True)
-            self._truncate_step_history()
             self.cfg.save(self.out_dir / "config.yaml")
         self.dist.barrier()
+
+    def _on_signal(self, name: str) -> None:
+        if self._stop_signal is not None:
+            raise KeyboardInterrupt(f"second {name}: aborting without saving")
+        self._stop_signal = name
+        self.log(f"\n[train] {name}: finishing this step, then saving a checkpoint (send it again to abort)")
 
     def _set_lr(self) -> None:
         if self.cfg.lr_schedule == "cosine":  # by the fraction of training done: unchanged by a new batch size
@@ -375,11 +357,10 @@ class Trainer:
         for k, v in terms.items():
             self._sums[k] = self._sums.get(k, 0.0) + v
         self._sums["_n"] = self._sums.get("_n", 0) + 1
-        self._steps.append({"epoch": self.epoch + 1, "step": self.step, "time_s": round(self._elapsed(), 3),
-                            "lr": self.opt_G.param_groups[0]["lr"], **terms, "grad_norm_G": g.grad_norm,
-                            **({"grad_norm_D": d.grad_norm} if d else {})})
-        if len(self._steps) >= 50:
-            self._flush_steps()
+        if self.dist.is_main:
+            self.run_dir.add_step({"epoch": self.epoch + 1, "step": self.step, "time_s": round(self._elapsed(), 3),
+                                   "lr": self.opt_G.param_groups[0]["lr"], **terms, "grad_norm_G": g.grad_norm,
+                                   **({"grad_norm_D": d.grad_norm} if d else {})})
         if d is not None:
             self._d_low = self._d_low + 1 if d.loss < self.cfg.d_collapse_threshold else 0
             if self._d_low >= self.cfg.d_collapse_patience and not self._d_warned:
@@ -425,13 +406,13 @@ class Trainer:
         self.dist.barrier()
         model, ckpt = load_generator(best, device=self.device)
         model.to(memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
-        report = metrics_with_baselines(self.predictor(model), self.eval_loaders["test"], self.metric_suite(),
-                                        train_set=self.datasets.get("train"), dist_info=self.dist)
+        report = metrics_with_baselines(predictor(model, self.device, self.channels_last), self.eval_loaders["test"],
+                                        self.suite, train_set=self.datasets.get("train"), dist_info=self.dist)
         report.update({"split": "test", "image_size": self.cfg.image_size, "checkpoint": str(best),
                        "best_epoch": ckpt["best"]["epoch"], "select_metric": self.cfg.select_metric,
                        "num_images": len(self.datasets["test"]), "data": self.source and self.source.describe()})
         if self.dist.is_main:
-            write_text_atomic(self.out_dir / "test_metrics.json", _json(report))
+            write_json(self.out_dir / "test_metrics.json", report)
             self.log(f"[train] test split, best.pt (epoch {report['best_epoch']}), {report['num_images']} images at "
                      f"{self.cfg.image_size}px, per-image means:\n{format_table(report)}")
         return report
@@ -442,50 +423,31 @@ class Trainer:
                 "best": {"metric": self.cfg.select_metric, "value": self.best_value, "epoch": self.best_epoch}}
 
     def describe(self) -> str:
-        g = sum(p.numel() for p in self.G.parameters()) / 1e6
-        d = f"D {sum(p.numel() for p in self.D.parameters()) / 1e6:.2f}M" if self.D else "no D (loss.theta = 0)"
+        nets = " + ".join(f"{n} {sum(p.numel() for p in m.parameters()) / 1e6:.2f}M" for n, m in (("G", self.G), ("D", self.D))
+                          if m is not None)
         return (f"{self.source.describe() if self.source else 'datasets given by the caller'} | train "
                 f"{len(self.datasets['train'])} / val {len(self.datasets['val'])} images at {self.cfg.image_size}px | "
-                f"G {g:.2f}M params, {d}{', EMA' if self.ema else ''} | {self.device} {self.precision}"
-                + (" channels-last" if self.channels_last else "") + (" compiled" if self.compile else "")
-                + (f" {self.threads} thread(s)" if self.device.type == "cpu" else "")
-                + f" | {self.dist.world_size} process(es) | {self.sampler.num_samples // self.local_batch} steps/epoch x "
-                  f"{self.cfg.epochs} epochs | out {self.out_dir}")
+                f"{nets} params{' + EMA' if self.ema else ''} | {self.device} {self.precision} {self.threads} thread(s)"
+                f"{' channels-last' * self.channels_last}{' compiled' * self.compile} | {self.dist.world_size} "
+                f"process(es) | {len(self.train_loader)} steps/epoch x {self.cfg.epochs} epochs | out {self.out_dir}")
 
-    # ---- evaluation --------------------------------------------------------------------
-    def metric_suite(self) -> MetricSuite:
-        if self._suite is None:
-            self._suite = MetricSuite(fid=self.cfg.eval_fid, lpips=self.cfg.eval_lpips, device=self.device,
-                                      progress=False)
-        return self._suite
-
-    def predictor(self, model: nn.Module | None = None):
-        """``predict(l_n) -> ab_hat`` in fp32 without gradients (metrics must not depend on the precision)."""
-        model = model if model is not None else self.ema or self.G
-
-        @torch.no_grad()
-        def predict(l_n: Tensor) -> Tensor:
-            return model(self._to_device(l_n)).float().contiguous()  # (B, 2, H, W)
-
-        return predict
-
-    def evaluate(self, split: str = "val", model: nn.Module | None = None) -> dict[str, float]:
+    def evaluate(self, split: str = "val") -> dict[str, float]:
         """Metrics of G (its EMA when ``ema > 0``) on ``split``, over all ranks' shards."""
-        model = model if model is not None else self.ema or self.G
+        model = self.ema or self.G
         if self.dist.enabled:  # rank 0's batch-norm statistics everywhere, as in the checkpoint
             for b in model.buffers():
                 dist.broadcast(b.data, src=0)
         with eval_mode(model):
-            return evaluate_predictor(self.predictor(model), self.eval_loaders[split], self.metric_suite(),
-                                      dist_info=self.dist)
+            return evaluate_predictor(predictor(model, self.device, self.channels_last), self.eval_loaders[split],
+                                      self.suite, dist_info=self.dist)
 
     def save_samples(self, path: Path) -> None:
         """The fixed val faces: grey input | prediction (with its PSNR_rgb) | truth (rank 0)."""
         if self.sample_batch is None or not self.dist.is_main:
             return
         l_n, ab = self.sample_batch  # (N, 1, H, W), (N, 2, H, W)
-        with eval_mode(self.G, self.ema):
-            ab_hat = self.predictor()(l_n).cpu()  # (N, 2, H, W)
+        with eval_mode(self.ema or self.G):
+            ab_hat = predictor(self.ema or self.G, self.device, self.channels_last)(l_n).cpu()  # (N, 2, H, W)
         psnr = psnr_rgb(lab_norm_to_rgb(l_n, ab_hat), lab_norm_to_rgb(l_n, ab))  # (N,)
         show_colorization_grid(l_n, ab_hat, ab, n=len(l_n), captions=[f"{v:.1f} dB" for v in psnr.tolist()],
                                title=f"epoch {self.epoch}, fixed val images", path=path)
@@ -550,73 +512,13 @@ class Trainer:
     def save(self, name: str) -> None:
         """Write ``out_dir/name`` and the history files (rank 0; the other ranks wait)."""
         if self.dist.is_main:
-            self._flush_steps()
+            self.run_dir.flush()
             save_checkpoint(self.state_dict(), self.out_dir / name)
-            write_text_atomic(self.out_dir / "history.json", _json(self.history))
-            fields = list(dict.fromkeys(k for row in self.history for k in row))
-            atomic_write(self.out_dir / "history_epochs.csv", lambda f: _write_csv(f, fields, self.history), mode="w")
+            self.run_dir.write_epochs(self.history)
         self.dist.barrier()
 
     def _elapsed(self) -> float:
         return time.perf_counter() - self._t0
-
-    # ---- step history ------------------------------------------------------------------
-    def _flush_steps(self) -> None:
-        """Append the buffered step rows to history_steps.csv (rank 0)."""
-        if not (self.dist.is_main and self._steps):
-            return
-        path = self.out_dir / "history_steps.csv"
-        header = not path.is_file()
-        with open(path, "a", newline="") as f:
-            _write_csv(f, list(self._steps[0]), self._steps, header=header)
-        self._steps = []
-
-    def _truncate_step_history(self) -> None:
-        """Drop step rows written after the checkpoint a run resumes from (a crash after last.pt)."""
-        path = self.out_dir / "history_steps.csv"
-        if path.is_file():
-            with open(path, newline="") as f:
-                rows = list(csv.DictReader(f))
-            keep = [r for r in rows if int(r["step"]) <= self.step]
-            if len(keep) < len(rows):
-                fields = list(rows[0])
-                atomic_write(path, lambda f: _write_csv(f, fields, keep), mode="w")
-
-    # ---- signals -----------------------------------------------------------------------
-    @contextlib.contextmanager
-    def _signals(self):
-        """SIGINT / SIGTERM: finish the step, save last.pt, return. A second one aborts."""
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-        pid = os.getpid()  # DataLoader workers inherit the handler: only this process reacts
-
-        def handler(signum, frame):
-            if os.getpid() != pid:
-                return
-            name = signal.Signals(signum).name
-            if self._stop_signal is not None:
-                raise KeyboardInterrupt(f"second {name}: aborting without saving")
-            self._stop_signal = name
-            self.log(f"\n[train] {name}: finishing this step, then saving a checkpoint (send it again to abort)")
-
-        old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            yield
-        finally:
-            for s, h in old.items():
-                signal.signal(s, h)
-
-
-def _write_csv(f, fields: list[str], rows: list[dict], header: bool = True) -> None:
-    w = csv.DictWriter(f, fieldnames=fields, restval="", extrasaction="ignore")
-    if header:
-        w.writeheader()
-    w.writerows(rows)
-
-
-def _json(obj) -> str:
-    return json.dumps(obj, indent=2, default=float) + "\n"
 
 
 def main(cfg: TrainConfig) -> int:

@@ -485,3 +485,18 @@ def test_out_dir_and_threads_are_checked_before_any_work(tmp_path, toy_sets, mon
     Trainer(tiny(tmp_path, epochs=1, test_at_end=False, num_samples=0, overwrite=True), datasets=data).fit()
     assert not (run / ".last.pt.tmp-999999999").exists(), "a dead process's temp file was not cleaned"
     assert not list((run / "samples").glob("*.png")), "overwrite left the earlier run's samples"
+
+
+def test_training_step_walkthrough_links_point_at_what_they_say():
+    import re
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    doc = (repo / "docs" / "training_step.md").read_text()
+    links = re.findall(r"\[(lib/[\w/]+\.py):(\d+)\]\(\.\./\1#L\2\)", doc)
+    assert len(links) >= 15 and len({p for p, _ in links}) <= 5, "the walkthrough should stay within a few files"
+    named = re.findall(r"`([\w.]+)[^`]*` \(\[(lib/[\w/]+\.py):(\d+)\]", doc)
+    assert len(named) >= 10
+    for name, path, line in named:
+        text = (repo / path).read_text().splitlines()[int(line) - 1]
+        assert name.rsplit(".", 1)[-1] in text, f"docs/training_step.md: {path}:{line} is not {name}: {text!r}"
