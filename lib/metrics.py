@@ -42,7 +42,7 @@ from tqdm.auto import tqdm
 
 from lib.color import denormalize_ab, denormalize_l, lab_norm_to_rgb
 from lib.pretrained import alexnet_features, fid_inception
-from lib.utils import atomic_write, cache_dir, eval_mode
+from lib.utils import atomic_write, cache_dir, clean_stale_temp_files, eval_mode
 
 __all__ = [
     "lab_to_unit", "psnr", "ssim", "psnr_rgb", "ssim_rgb", "psnr_lab", "ssim_lab", "pooled_psnr",
@@ -502,6 +502,7 @@ def mean_face_ab(dataset, batch_size: int = 64, num_workers: int = 0, progress: 
         raise ValueError("mean_face_ab needs a deterministic dataset: build it with flip=False")
     key = getattr(dataset, "cache_key", None)  # only datasets that can say when their pixels change
     path = cache_dir("mean_face") / f"{type(dataset).__name__}-{key}.pt" if key else None
+    clean_stale_temp_files(cache_dir("mean_face"))  # what a killed run left behind
     if path is not None and path.is_file():
         return torch.load(path, map_location="cpu", weights_only=True)
     total, n = 0.0, 0
