@@ -4,31 +4,41 @@
    batch of 64 faces of 256x256: plain (fp32, NCHW) and fast (bf16 autocast where the
    device computes bf16 natively, channels-last) side by side, wall time per batch, img/s
    and the largest difference between the two outputs.
-2. The full-resolution path of ``lib.colorize.colorize`` on one 1024x1024 photo (the
-   astronaut, upscaled): Lab of the whole photo, L resized to the model's 128x128, the
-   model, ab upsampled and merged with the full-resolution L, Lab -> RGB; its parts timed
-   separately, and the whole with ``lib.color``'s chunked conversion (the default) and
-   without it (one pass over the whole 1024x1024 image: the state before).
+2. ``lib.colorize.colorize`` on one 1024x1024 photo (the astronaut, upscaled): the whole call
+   (Lab of the photo, L resized to the model's 128x128, the model, ab upsampled and merged
+   with the full-resolution L, out-of-gamut colours brought inside, uint8), the model alone,
+   and the whole with ``lib.color``'s chunking switched off (one pass per tile).
+3. With ``--faces N``: the ``colorize`` command (``lib.colorize.run``: decode, colorize,
+   encode and write a PNG each) on the first N files of a face folder (``--data``, else
+   ``$CELEBAHQ_DIR`` / ``../shared/data/celebahq-5k``), once, into a temporary folder.
 
 Weights do not change the speed: a checkpoint (``--checkpoint``) is used when given, else
 random weights. Run: ``python -m benchmarks.bench_inference``. Prints the tables and writes
-``results/bench-inference.json``. Taught alongside ``notebooks/08_inference.ipynb``.
+``results/bench-inference.json``. Taught alongside ``notebooks/09_interactive_demo.ipynb``.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import tempfile
+import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from skimage import data as skdata
 
 import lib.color
-from benchmarks.common import bf16_supported, machine_info, machine_line, markdown_table, timed, write_result
-from lib.colorize import colorize, prepare_input
+import lib.colorize
+from benchmarks.common import (bf16_supported, find_faces, machine_info, machine_line, markdown_table, timed,
+                               write_result)
+from lib.checkpoint import load_generator
+from lib.colorize import colorize, model_input_size
+from lib.images import IMAGE_EXTENSIONS
 from lib.models import UNet, UNetConfig
-from lib.train import load_generator, pick_device
+from lib.runtime import pick_device
 
 SEED_MODEL = {"ndims": 16, "depth": 4, "num_blocks": 1}
 
@@ -59,7 +69,7 @@ def unchunked_color():
 
 
 def run(batch: int = 64, size: int = 256, model_size: int = 128, photo: int = 1024, device: str = "auto",
-        checkpoint: str | None = None, min_time: float = 3.0) -> dict:
+        checkpoint: str | None = None, min_time: float = 3.0, faces: int = 0, data: str | None = None) -> dict:
     dev = pick_device(device)
     model = load_model(checkpoint, dev)
     fast_bf16 = bf16_supported(dev)
@@ -86,35 +96,46 @@ def run(batch: int = 64, size: int = 256, model_size: int = 128, photo: int = 10
     max_diff = float((outputs[names[0]] - outputs[names[1]]).abs().max())
     rows[1]["speedup"] = rows[1]["img_per_s"] / rows[0]["img_per_s"]
 
-    # the full-resolution path on one photo
+    # one photo through colorize(), and the model alone at the size it sees there
     img = photo_1024(dev) if photo == 1024 else F.interpolate(photo_1024(dev)[None].float(), size=(photo, photo))[0].to(torch.uint8)
-    multiple = model.config.multiple
-    parts = {}
-    parts["Lab of the photo + L resized to the model size"] = timed(lambda: prepare_input(img, model_size, multiple),
-                                                                     min_time=1.0, device=dev)
-    L, small = prepare_input(img, model_size, multiple)
+    m = model.config.multiple
+    h, w = (-(-n // m) * m for n in model_input_size(photo, photo, model_size))  # padded to 2**depth
+    small = torch.zeros(1, 1, h, w, device=dev)  # (1, 1, h, w)
 
     def run_model():
         with torch.inference_mode():
-            return model(small[None])  # (1, 2, h, w)
+            return model(small)  # (1, 2, h, w)
 
-    parts["model at 128x128"] = timed(run_model, min_time=1.0, device=dev)
-    ab = run_model()[0].float()
-
-    def merge():
-        up = F.interpolate(ab[None], size=L.shape[-2:], mode="bilinear", align_corners=False)[0]  # (2, H, W)
-        return lib.color.lab_to_rgb(torch.cat([L, lib.color.denormalize_ab(up)]))  # (3, H, W)
-
-    parts["ab upsampled + Lab -> RGB at full resolution"] = timed(merge, min_time=1.0, device=dev)
-    whole = timed(lambda: colorize(model, img, size=model_size), min_time=min_time, min_iters=3, device=dev)
+    model_s = timed(run_model, min_time=1.0, device=dev)
+    whole = timed(lambda: colorize(img, model, size=model_size), min_time=min_time, min_iters=3, device=dev)
     with unchunked_color():
-        whole_unchunked = timed(lambda: colorize(model, img, size=model_size), min_time=min_time, min_iters=3, device=dev)
-    return {"benchmark": "inference", "machine": machine_info(dev), "batch_rows": rows,
-            "fast_vs_plain_max_abs_diff_ab_n": max_diff,
-            "photo": {"size": photo, "model_size": model_size, "parts_s": parts, "total_s": whole,
-                      "img_per_s": 1 / whole, "total_s_unchunked_color": whole_unchunked,
-                      "chunking_speedup": whole_unchunked / whole},
-            "weights": checkpoint or "random (speed does not depend on them)"}
+        whole_unchunked = timed(lambda: colorize(img, model, size=model_size), min_time=min_time, min_iters=3, device=dev)
+    result = {"benchmark": "inference", "machine": machine_info(dev), "batch_rows": rows,
+              "fast_vs_plain_max_abs_diff_ab_n": max_diff,
+              "photo": {"size": photo, "model_size": model_size, "parts_s": {f"model at {h}x{w}": model_s},
+                        "total_s": whole, "img_per_s": 1 / whole, "total_s_unchunked_color": whole_unchunked,
+                        "chunking_speedup": whole_unchunked / whole},
+              "weights": checkpoint or f"random {SEED_MODEL} (speed does not depend on them)"}
+    if faces:
+        result["faces"] = time_command(model, faces, data, model_size)
+    return result
+
+
+def time_command(model: UNet, n: int, data: str | None, size: int) -> dict:
+    """Seconds for ``python -m lib colorize`` (its ``run``) on the first ``n`` faces, once."""
+    root = find_faces(data)
+    if root is None:
+        raise SystemExit("--faces needs a face folder: --data DIR or $CELEBAHQ_DIR")
+    files = sorted(p for p in Path(root).iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)[:n]
+    with tempfile.TemporaryDirectory() as tmp:
+        args = argparse.Namespace(inputs=[str(p) for p in files], out=tmp, checkpoint=model, size=size, chroma=1.0,
+                                  overwrite=False, max_megapixels=50.0, batch_size=8, device="auto")
+        start = time.perf_counter()
+        lib.colorize.run(args)
+        sec = time.perf_counter() - start
+        shape = Image.open(files[0]).size
+    return {"folder": str(root), "n": len(files), "first_size": list(shape), "model_size": size, "total_s": sec,
+            "img_per_s": len(files) / sec}
 
 
 def format_tables(r: dict) -> str:
@@ -128,10 +149,15 @@ def format_tables(r: dict) -> str:
     p = r["photo"]
     rows = [[name, f"{sec * 1e3:.0f}"] for name, sec in p["parts_s"].items()]
     rows.append(["**whole colorize()** (chunked colour conversion, the default)", f"**{p['total_s'] * 1e3:.0f}**"])
-    rows.append(["whole colorize(), colour conversion in one pass (before)", f"{p['total_s_unchunked_color'] * 1e3:.0f}"])
+    rows.append(["whole colorize(), colour conversion in one pass per tile", f"{p['total_s_unchunked_color'] * 1e3:.0f}"])
     text += (f"Full-resolution path, one {p['size']}x{p['size']} photo, model at {p['model_size']}x{p['model_size']}: "
              f"{p['img_per_s']:.2f} photos/s; chunked vs one-pass colour conversion {p['chunking_speedup']:.2f}x\n"
              + markdown_table(["part", "ms"], rows))
+    if "faces" in r:
+        f = r["faces"]
+        text += (f"\n\n`colorize` command on {f['n']} faces of {f['first_size'][0]}x{f['first_size'][1]} "
+                 f"({f['folder']}), model at {f['model_size']}: {f['total_s']:.1f} s ({f['img_per_s']:.1f} img/s, "
+                 "decode + colorize + PNG write)")
     return text
 
 
@@ -145,11 +171,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--min-time", type=float, default=3.0)
+    p.add_argument("--faces", type=int, default=0, help="also time the colorize command on the first N faces")
+    p.add_argument("--data", default=None, help="face folder for --faces (default: $CELEBAHQ_DIR, shared faces)")
     p.add_argument("--out", default=None, help="JSON path (default results/bench-inference.json)")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    r = run(args.batch, args.size, args.model_size, args.photo, args.device, args.checkpoint, args.min_time)
+    r = run(args.batch, args.size, args.model_size, args.photo, args.device, args.checkpoint, args.min_time,
+            args.faces, args.data)
     print(format_tables(r))
     print(f"wrote {write_result('inference', r, args.out)}")
     return 0

@@ -45,7 +45,7 @@ from tqdm.auto import tqdm
 import lib.checkpoint
 from lib.checkpoint import load_generator
 from lib.config import DEVICE_PATTERN
-from lib.color import denormalize_ab, lab_to_rgb, normalize_l, rgb_to_lab
+from lib.color import AB_SCALE, denormalize_ab, lab_to_rgb, normalize_l, rgb_to_lab
 from lib.errors import ConfigError, ImageError, UserError
 from lib.images import IMAGE_EXTENSIONS, MAX_PIXELS, load_rgb, pil_to_rgb
 from lib.runtime import pick_device
@@ -185,27 +185,64 @@ def _upsample_tile(ab: Tensor, height: int, width: int, rows: slice, cols: slice
     return ab[:, :, x0] * (1 - wx) + ab[:, :, x1] * wx  # (2, th, tw)
 
 
-def _inside(lab: Tensor) -> Tensor:
-    """Whether each Lab colour of ``(3, N, 1)`` is strictly inside the sRGB gamut (its sRGB was not
-    clamped): ``(N,)``. Greys at L = 0 or 100 read as outside; chroma 0 is right for them anyway."""
+def _inside(lab: Tensor) -> tuple[Tensor, Tensor]:
+    """sRGB of Lab ``(3, N, 1)`` and whether each colour is strictly inside the gamut (its sRGB was
+    not clamped) ``(N,)``. Greys at L = 0 or 100 read as outside; chroma 0 is right for them anyway."""
     rgb = lab_to_rgb(lab)  # (3, N, 1)
-    return ((rgb > 0) & (rgb < 1)).all(0)[:, 0]
+    return rgb, ((rgb > 0) & (rgb < 1)).all(0)[:, 0]
+
+
+@functools.cache
+def _chroma_table(device: str) -> Tensor:
+    """The largest chroma inside the sRGB gamut at L = 0, 1, ..., 100 (rows) and hue 0, 1, ..., 359
+    degrees (columns), by bisection in float64: ``(101, 360)``, built once per device."""
+    L = torch.arange(101.0, dtype=torch.float64)[:, None].expand(101, 360)
+    hue = torch.deg2rad(torch.arange(360.0, dtype=torch.float64)).expand(101, 360)
+    lo, hi = torch.zeros_like(L), torch.full_like(L, 2 * AB_SCALE)
+    for _ in range(30):
+        mid = (lo + hi) / 2
+        fits = _inside(torch.stack([L, mid * hue.cos(), mid * hue.sin()]).reshape(3, -1, 1))[1].view(101, 360)
+        lo, hi = torch.where(fits, mid, lo), torch.where(fits, hi, mid)
+    return lo.float().to(device)
+
+
+def _chroma_limit(L: Tensor, a: Tensor, b: Tensor) -> Tensor:
+    """The table's largest in-gamut chroma at each colour's L and hue, interpolated bilinearly: ``(N,)``."""
+    table = _chroma_table(str(L.device))  # (101, 360)
+    l = L.clamp(0, 100)
+    l0 = l.floor().long().clamp_max(99)
+    wl = l - l0
+    h = torch.rad2deg(torch.atan2(b, a)) % 360
+    h0 = h.floor().long() % 360
+    wh, h1 = h - h.floor(), (h0 + 1) % 360
+    row0 = table[l0, h0] * (1 - wh) + table[l0, h1] * wh
+    row1 = table[l0 + 1, h0] * (1 - wh) + table[l0 + 1, h1] * wh
+    return row0 * (1 - wl) + row1 * wl
 
 
 def _to_srgb(lab: Tensor) -> Tensor:
     """Lab ``(3, th, tw)`` -> sRGB in [0, 1]; a colour outside the gamut keeps its L and hue and
-    loses chroma (bisection, 8 steps) until it fits, so the output's L stays the input's."""
+    loses chroma until it fits, so the output's L stays the input's. The chroma limit comes from
+    a table of the gamut (L x hue); where interpolating it overshoots (near the gamut's
+    corners), bisection (8 steps) finds the limit."""
     rgb = lab_to_rgb(lab)  # (3, th, tw), clamped to [0, 1]
     edge = ((rgb <= 0) | (rgb >= 1)).any(0)  # (th, tw): clamped (or exactly on the gamut's boundary)
     if not edge.any():
         return rgb
     L, ab = lab[:1, edge][..., None], lab[1:, edge][..., None]  # (1, N, 1), (2, N, 1)
-    lo, hi = torch.zeros(L.shape[1], device=L.device), torch.ones(L.shape[1], device=L.device)  # (N,) chroma factors
-    for _ in range(8):
-        mid = (lo + hi) / 2
-        fits = _inside(torch.cat([L, ab * mid[None, :, None]]))  # (N,)
-        lo, hi = torch.where(fits, mid, lo), torch.where(fits, hi, mid)
-    rgb[:, edge] = lab_to_rgb(torch.cat([L, ab * lo[None, :, None]]))[..., 0]  # (3, N)
+    chroma = torch.hypot(ab[0, :, 0], ab[1, :, 0]).clamp_min(1e-6)  # (N,)
+    t = (0.99 * _chroma_limit(L[0, :, 0], ab[0, :, 0], ab[1, :, 0]) / chroma).clamp(max=1.0)  # (N,) chroma factors
+    fixed, fits = _inside(torch.cat([L, ab * t[None, :, None]]))  # (3, N, 1), (N,)
+    bad = ~fits & (t > 0)  # t = 0 (grey: L at 0 or 100) is always right
+    if bad.any():
+        Lb, abb = L[:, bad], ab[:, bad]  # (1, M, 1), (2, M, 1)
+        lo, hi = torch.zeros_like(t[bad]), t[bad]  # (M,)
+        for _ in range(8):
+            mid = (lo + hi) / 2
+            ok = _inside(torch.cat([Lb, abb * mid[None, :, None]]))[1]
+            lo, hi = torch.where(ok, mid, lo), torch.where(ok, hi, mid)
+        fixed[:, bad] = lab_to_rgb(torch.cat([Lb, abb * lo[None, :, None]]))
+    rgb[:, edge] = fixed[..., 0]  # (3, N)
     return rgb
 
 

@@ -117,6 +117,29 @@ def test_output_lightness_is_the_inputs_up_to_uint8_rounding(tiny_model):
     assert lab_of(out)[1:].norm(dim=0).mean() > 20, "the colours must survive the gamut mapping"
 
 
+def test_out_of_gamut_colours_keep_their_hue_and_lightness():
+    """A model that predicts one loud colour everywhere: on a grey ramp from black to white,
+    most of it is outside the gamut; the output keeps the ramp's L and the colour's hue, with as
+    much chroma as each L allows."""
+    class Loud(torch.nn.Module):
+        config = UNetConfig(depth=1)
+
+        def forward(self, x):
+            return torch.tensor([0.6, -0.5]).view(1, 2, 1, 1).expand(x.shape[0], 2, *x.shape[2:])  # ab (66, -55)
+
+    ramp = np.tile(np.arange(256, dtype=np.uint8), (4, 1))  # (4, 256)
+    out = lab_of(colorize(ramp, Loud(), size=4))
+    assert (out[0] - lab_of(ramp)[0]).abs().max() <= rounding_bound()
+    chroma = out[1:].norm(dim=0)
+    hue = torch.rad2deg(torch.atan2(out[2], out[1]))
+    coloured = chroma > 15
+    assert coloured.float().mean() > 0.5 and chroma.max() < 87, "loud where the gamut allows, never above |ab| = 85.9"
+    assert (chroma > 84).float().mean() > 0.1, "in the middle of the ramp the colour fits whole"
+    assert (hue[coloured] - np.rad2deg(np.arctan2(-55, 66))).abs().max() < 2, "the hue is kept"
+    peak = int(chroma.mean(0).argmax())
+    assert 0.2 < peak / 255 < 0.8 and chroma[:, 0].max() < 3 and chroma[:, -1].max() < 3, "no colour at black/white"
+
+
 def test_grey_input_equals_its_rgb_copy_and_gets_colour(tiny_model):
     grey = astronaut().mean(-1).round().astype(np.uint8)  # (200, 150)
     out = colorize(grey, tiny_model, size=32)
