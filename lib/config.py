@@ -52,7 +52,7 @@ CHOICES = {  # options with a fixed set of values
     "select_metric": tuple(SELECT_METRICS),
 }
 AT_LEAST = {  # numeric options and their smallest allowed value
-    "toy_images": 1, "image_size": 1, "workers": 0, "threads": 0, "batch_size": 1, "epochs": 1, "seed": 0,
+    "toy_images": 1, "image_size": 16, "workers": 0, "threads": 0, "batch_size": 1, "epochs": 1, "seed": 0,
     "eval_every": 1, "eval_batch_size": 1, "num_samples": 0, "d_collapse_patience": 1, "d_collapse_threshold": 0,
     "ema": 0, "loss.alpha": 0, "loss.beta": 0, "loss.theta": 0,
 }
@@ -273,10 +273,12 @@ def _build(base, items: list[tuple[str, str] | dict]) -> TrainConfig:
                 hint = f" (did you mean {', '.join(close)}?)" if close else ""
                 raise ConfigError(f"unknown option {key!r}{hint}; `python -m lib train --help` lists them") from None
             raise ConfigError(f"option {key!r}: {str(e).splitlines()[0]}") from None
-    try:
-        return OmegaConf.to_object(base)
-    except (AssertionError, TypeError) as e:  # UNetConfig / DiscriminatorConfig checks
-        raise ConfigError(f"option 'model' or 'discriminator': {e}") from None
+    for group in ("model", "discriminator"):  # their own checks (asserts in lib.models), named by group
+        try:
+            OmegaConf.to_object(base[group])
+        except (AssertionError, TypeError, ValueError) as e:
+            raise ConfigError(f"option {group!r}: {e}") from None
+    return OmegaConf.to_object(base)
 
 
 def field_comments(cls) -> dict[str, str]:
