@@ -1,5 +1,5 @@
-"""What every notebook does in its second cell: check the profile, seed, pick the device,
-say where figures go and, later, which data it found.
+"""What every notebook does first: check the profile, seed, pick the device, say where figures
+go; then open the faces and say which data it found.
 
 The conventions behind it are in ``notebooks/README.md``: the first code cell is tagged
 ``parameters`` and holds flat scalars (``profile``, ``data_root``, ``device``, ``seed``,
@@ -7,6 +7,7 @@ The conventions behind it are in ``notebooks/README.md``: the first code cell is
 
     nb = start(profile, device, seed, figures_dir)
     image_size = per_profile(profile, smoke=64, demo=128, full=128)
+    sets, source = open_data(data_root, image_size, ("train", "test"), max_images=64, seed=seed)
 
 Used by every notebook of the series, first in ``01_lab_color_space``.
 """
@@ -14,16 +15,18 @@ Used by every notebook of the series, first in ``01_lab_color_space``.
 from __future__ import annotations
 
 import textwrap
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from matplotlib.figure import Figure
 
+from lib.data import DataSource, DataWarning, open_splits
 from lib.runtime import pick_device, seed_everything
 from lib.viz import save_figure
 
-__all__ = ["PROFILES", "REPO", "per_profile", "Notebook", "start"]
+__all__ = ["PROFILES", "REPO", "per_profile", "Notebook", "start", "open_data"]
 
 PROFILES = ("smoke", "demo", "full")  # smoke: CI, seconds; demo: a few minutes; full: the real thing
 REPO = Path(__file__).resolve().parents[1]
@@ -65,3 +68,23 @@ def start(profile: str = "demo", device: str = "auto", seed: int = 0, figures_di
     print(f"profile {profile!r} · device {nb.device} · seed {seed} · torch threads {torch.get_num_threads()} "
           f"· figures -> {figures}")
     return nb
+
+
+def open_data(data_root: str | None, image_size: int, splits: tuple[str, ...], max_images: int | None = None,
+              seed: int = 0) -> tuple[dict, DataSource]:
+    """``lib.data.open_splits`` without progress bars, then which data was found
+    (``DataSource.describe()``) and whether these are real photographs or ToyFaces. Files the
+    loader skipped (e.g. a grey photo) are said in a ``[data] note:`` line, not as a warning."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DataWarning)
+        sets, source = open_splits(data_root, image_size=image_size, splits=splits, max_images=max_images, seed=seed,
+                                   progress=False)
+    for w in caught:
+        if issubclass(w.category, DataWarning):
+            print(f"[data] note: {w.message}")
+        else:  # anything else is a real problem: let the reader (and the tests) see it
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    print(source.describe())  # for ToyFaces, open_splits has said already that they are not real photos
+    if source.kind == "folder":
+        print("real photographs")
+    return sets, source

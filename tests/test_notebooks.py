@@ -103,7 +103,7 @@ def _executed(path: Path):
     if path not in _RUNS:
         out = EXECUTED / "smoke"
         try:
-            copy, seconds = execute(path, "smoke", out, timeout=300, figures_dir=str(out / "figures"))
+            copy, seconds, _ = execute(path, "smoke", out, timeout=300, figures_dir=str(out / "figures"))
             _RUNS[path] = (copy, seconds, None)
         except Exception as e:  # papermill raises after writing the copy with the traceback in it
             _RUNS[path] = (out / path.name, float("nan"), e)
