@@ -426,9 +426,13 @@ def run(args: argparse.Namespace) -> int:
     inputs = {_identity(f) for f in files} - {None}
     max_pixels = int(args.max_megapixels * 1e6) or None
     written: set = set()
+    kept: list[Path] = []  # outputs of an earlier run, left as they are (counted, not listed)
     pending: list[tuple[Path, Path, np.ndarray]] = []
 
     def skip(message: str) -> None:
+        if message == "exists":
+            kept.append(message)
+            return
         skipped.append(message)
         tqdm.write(f"skipped: {message}", file=sys.stderr)
 
@@ -440,7 +444,7 @@ def run(args: argparse.Namespace) -> int:
             return f"{src}: its output {target} is one of the inputs (inputs are never replaced)"
         if _identity(target) in written:
             return f"{src}: its output {target} was just written for another input"
-        return None if args.overwrite else f"{src}: {target} exists (--overwrite replaces it)"
+        return None if args.overwrite else "exists"
 
     def flush() -> None:
         rgbs = colorize_batch([rgb for *_, rgb in pending], model, size=size, chroma=args.chroma,
@@ -473,8 +477,10 @@ def run(args: argparse.Namespace) -> int:
             flush()
     if pending:
         flush()
-    note = f"; {passed} file(s) in the folders passed over (no image extension, or an earlier output)" if passed else ""
+    notes = [f"{len(skipped)} skipped (reasons above)"] if skipped else []
+    notes += [f"{len(kept)} output(s) already in {out} kept (--overwrite replaces them)"] if kept else []
+    notes += [f"{passed} file(s) in the folders passed over (no image extension, or an earlier output)"] if passed else []
     if not written:
-        raise UserError(f"nothing was written: {len(skipped)} input(s) skipped (reasons above){note}")
-    print(f"wrote {len(written)} colorized image(s) to {out}; {len(skipped)} skipped{note}")
+        raise UserError(f"nothing was written: {'; '.join(notes)}")
+    print("; ".join([f"wrote {len(written)} colorized image(s) to {out}", *notes]))
     return 0
