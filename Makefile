@@ -35,9 +35,11 @@ bench: weights
 	$(PY) -m benchmarks.run_all
 
 # Registers the venv's kernel (for other Jupyter installs too) and opens JupyterLab on the notebooks.
+# LAB_ARGS for extra options, e.g. LAB_ARGS="--no-browser --port 8890"; as root (containers) --allow-root is added.
+LAB_ARGS ?=
 lab: $(STAMP)
 	$(PY) -m ipykernel install --user --name facecolor --display-name "facecolor (.venv)"
-	$(VENV)/bin/jupyter lab notebooks/
+	$(VENV)/bin/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
 # Notebooks are stored without outputs (tests/test_notebooks.py fails otherwise).
 strip: $(STAMP)
