@@ -129,7 +129,7 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Check every value; raise :class:`ConfigError` naming the option and what is allowed."""
-        flat = flat_dict(self.to_dict())
+        flat = flat_dict(dataclasses.asdict(self))
         for name, allowed in CHOICES.items():
             if flat[name] not in allowed:
                 raise ConfigError(f"option {name!r} must be one of {', '.join(allowed)}; got {flat[name]!r}")
@@ -243,7 +243,7 @@ class TrainConfig:
     def diff(self, other: TrainConfig | dict) -> dict[str, tuple[Any, Any]]:
         """``{option: (self's value, other's value)}`` for every option that differs."""
         a = flat_dict(self.to_dict())
-        b = flat_dict(other.to_dict() if isinstance(other, TrainConfig) else _plain(other))
+        b = flat_dict(other.to_dict() if isinstance(other, TrainConfig) else other)
         return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
 
 
@@ -305,11 +305,9 @@ def option_help(cls=None, prefix: str = "") -> dict[str, str]:
 
 def _plain(x: Any) -> Any:
     """Tuples -> lists, recursively: JSON/YAML-safe and weights_only-safe."""
-    if isinstance(x, dict):
-        return {str(k): _plain(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
         return [_plain(v) for v in x]
-    return x
+    return {str(k): _plain(v) for k, v in x.items()} if isinstance(x, dict) else x
 
 
 def flat_dict(d: dict, prefix: str = "") -> dict[str, Any]:
