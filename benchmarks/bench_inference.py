@@ -14,7 +14,7 @@
 
 Weights do not change the speed: a checkpoint (``--checkpoint``) is used when given, else
 random weights. Run: ``python -m benchmarks.bench_inference``. Prints the tables and writes
-``results/bench-inference.json``. Taught alongside ``notebooks/09_interactive_demo.ipynb``.
+``results/bench-inference.json``. Taught alongside ``09_interactive_demo``.
 """
 
 from __future__ import annotations

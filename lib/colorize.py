@@ -1,6 +1,6 @@
 """Colorize photos of any size, grey or colour, with a trained generator: full-resolution L, upsampled ab.
 
-Taught in ``notebooks/09_interactive_demo.ipynb``; the command is
+Taught in ``09_interactive_demo``; the command is
 ``python -m lib colorize photo.jpg old_photos/ --out colorized/`` (the shipped model unless
 ``--checkpoint`` names another).
 
@@ -265,7 +265,7 @@ def colorize_batch(images: Sequence, checkpoint=None, *, size: int | None = None
 
     Images whose model inputs have the same shape (all 1024x1024 faces, say) share model calls
     of up to ``batch_size``; the model runs in eval mode (BatchNorm running statistics) and is
-    put back in the mode it was in. Taught in ``notebooks/09_interactive_demo.ipynb``.
+    put back in the mode it was in. Taught in ``09_interactive_demo``.
     """
     model, trained_size = _generator(checkpoint, device)
     size = trained_size if size is None else size
@@ -302,7 +302,7 @@ def colorize(image, checkpoint=None, *, size: int | None = None, chroma: float =
     on its own device; ``device`` picks where a path is loaded). ``size``: the short side the
     model sees (default: the checkpoint's training size, 128 for a bare model). ``chroma``
     scales the predicted ab (0 = grey, 1 = as predicted, >1 more saturated). The output's Lab L
-    is the input's (up to uint8 rounding). Taught in ``notebooks/09_interactive_demo.ipynb``.
+    is the input's (up to uint8 rounding). Taught in ``09_interactive_demo``.
     """
     return colorize_batch([image], checkpoint, size=size, chroma=chroma, device=device, batch_size=1)[0]
 

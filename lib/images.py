@@ -1,6 +1,6 @@
 """Decode one image file (or its bytes) safely into uint8 RGB, or say in one line why not.
 
-Taught in ``notebooks/09_interactive_demo.ipynb`` (uploads) and used by ``lib.colorize``.
+Taught in ``09_interactive_demo`` (uploads) and used by ``lib.colorize``.
 PIL reads the header first, so an image above ``max_pixels`` is refused *before* its pixels
 are decoded: a 1 MB PNG can claim 20000x20000 pixels (1.2 GB of RGB), and torchvision's
 decoder skips PIL's decompression-bomb guard. Every mode comes out as ``(H, W, 3)`` uint8:
@@ -56,7 +56,7 @@ def load_rgb(source: str | os.PathLike | bytes, *, max_pixels: int | None = MAX_
     The header is read first: more than ``max_pixels`` pixels (``None``: no limit of ours;
     PIL's own bomb guard at ~179 MP still holds) raises :class:`ImageError` before decoding.
     ``name`` is how messages call the source (default: the path, or "the uploaded image").
-    Taught in ``notebooks/09_interactive_demo.ipynb``.
+    Taught in ``09_interactive_demo``.
     """
     if isinstance(source, (bytes, bytearray, memoryview)):
         name = name or "the uploaded image"
