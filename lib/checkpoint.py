@@ -73,7 +73,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
                               "project") from None
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as e:
         raise CheckpointError(f"{str(path)!r} is not a readable PyTorch checkpoint (truncated, or another kind of "
-                              f"file): {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+                              f"file): {str(e).split('. ')[0] if str(e) else type(e).__name__}") from None
     if not isinstance(state, dict) or state.get("format") not in (CHECKPOINT_FORMAT, _V1):
         raise CheckpointError(f"{str(path)!r} is not a checkpoint of this project (no format "
                               f"{CHECKPOINT_FORMAT!r}); train one with `python -m lib train`")

@@ -156,6 +156,10 @@ class TrainConfig:
         if self.select_metric in ("fid", "lpips") and not getattr(self, f"eval_{self.select_metric}"):
             raise ConfigError(f"option 'select_metric' is {self.select_metric!r} but 'eval_{self.select_metric}' "
                               f"is false: set eval_{self.select_metric}=true")
+        for name in ("data_root", "init_from", "resume"):
+            if getattr(self, name) == "":
+                raise ConfigError(f"option {name!r} is empty: name a {'folder' if name == 'data_root' else 'file'}, "
+                                  "or set it to null")
         if self.resume not in (None, "auto") and not self.resume.endswith((".pt", ".pth")):
             raise ConfigError(f"option 'resume' must be 'auto', null or a .pt checkpoint path; got {self.resume!r}")
         if self.image_size % self.model.multiple:
@@ -257,8 +261,8 @@ def _build(base, items: list[tuple[str, str] | dict]) -> TrainConfig:
         try:
             if key is None:
                 layer = item
-            elif item[1].lower() in ("none", "null", "~"):
-                layer = OmegaConf.from_dotlist([f"{key}=null"])
+            elif item[1].lower() in ("none", "null", "~", ""):
+                layer = OmegaConf.from_dotlist([f"{key}=null" if item[1] else f"{key}=''"])  # key= is ''
             else:
                 layer = OmegaConf.from_dotlist([f"{key}={item[1]}"])
             base = OmegaConf.merge(base, layer)
@@ -268,8 +272,8 @@ def _build(base, items: list[tuple[str, str] | dict]) -> TrainConfig:
                 example = next(n for n in names if n.startswith(f"{key}."))
                 raise ConfigError(f"option {key!r} is a group of options: set one of them, e.g. {example}=VALUE") from None
             if key not in names:
-                close = difflib.get_close_matches(key, names, n=3, cutoff=0.6)
-                close += [n for n in names if n.rsplit(".", 1)[-1] == key.rsplit(".", 1)[-1] and n not in close]
+                same = [n for n in names if n.rsplit(".", 1)[-1] == key.rsplit(".", 1)[-1]]  # theta -> loss.theta
+                close = same + [n for n in difflib.get_close_matches(key, names, n=3, cutoff=0.6) if n not in same]
                 hint = f" (did you mean {', '.join(close)}?)" if close else ""
                 raise ConfigError(f"unknown option {key!r}{hint}; `python -m lib train --help` lists them") from None
             raise ConfigError(f"option {key!r}: {str(e).splitlines()[0]}") from None
