@@ -78,7 +78,7 @@ def bf16_supported(device: torch.device | str = "cpu") -> bool:
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
     if device.type == "cpu":
-        from lib.train import cpu_has_native_bf16
+        from lib.runtime import cpu_has_native_bf16
 
         return cpu_has_native_bf16()
     return False
