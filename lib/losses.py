@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from lib import pretrained
 from lib.color import lab_norm_to_rgb
 
-__all__ = ["PixelLoss", "PerceptualLoss", "GANLoss", "ColorizationLoss", "IMAGENET_MEAN", "IMAGENET_STD"]
+__all__ = ["PixelLoss", "PerceptualLoss", "GANLoss", "ColorizationLoss", "term_shares", "IMAGENET_MEAN", "IMAGENET_STD"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # torchvision's ImageNet normalisation (RGB in [0, 1])
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -273,3 +273,14 @@ class ColorizationLoss(nn.Module):
 
     def extra_repr(self) -> str:
         return f"alpha={self.alpha}, beta={self.beta}, theta={self.theta}"
+
+
+def term_shares(terms: dict, alpha: float, beta: float, theta: float) -> dict[str, float]:
+    """Each weighted term's share of ``L_G`` for the unweighted ``terms`` of ``ColorizationLoss``
+    (floats or scalar tensors; a missing term counts 0) under weights ``alpha, beta, theta``:
+    ``{"pixel": alpha * pixel / L_G, "perceptual": ..., "gan": ...}``, summing to 1 (all 0 when
+    ``L_G = 0``). Taught in ``notebooks/04_loss_functions.ipynb`` (the loss-weight sliders)."""
+    weighted = {"pixel": alpha * float(terms.get("pixel", 0.0)), "perceptual": beta * float(terms.get("perceptual", 0.0)),
+                "gan": theta * float(terms.get("gan", 0.0))}
+    total = sum(weighted.values())
+    return {k: v / total if total > 0 else 0.0 for k, v in weighted.items()}

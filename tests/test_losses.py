@@ -10,7 +10,7 @@ from torch import nn
 
 import lib.pretrained
 from lib.color import rgb_to_lab_norm
-from lib.losses import ColorizationLoss, GANLoss, PerceptualLoss, PixelLoss
+from lib.losses import ColorizationLoss, GANLoss, PerceptualLoss, PixelLoss, term_shares
 
 
 @pytest.fixture(scope="module")
@@ -139,3 +139,32 @@ def test_colorization_loss_without_perceptual_loads_no_vgg(monkeypatch, faces):
     total, terms = loss_fn(l_n, torch.zeros_like(ab), ab)  # no logits: generator-only training
     assert set(terms) == {"pixel", "pixel_weighted", "total"}
     torch.testing.assert_close(total, 100 * (ab**2).mean())
+
+
+def test_term_shares_are_the_weighted_terms_of_the_loss(perceptual, faces):
+    l_n, ab = faces
+    loss_fn = ColorizationLoss(alpha=100, beta=1, theta=0.08)
+    _, terms = loss_fn(l_n, 0.5 * ab, ab, fake_logits=torch.randn(2, 1, 6, 6))
+    shares = term_shares(terms, 100, 1, 0.08)
+    for k in ("pixel", "perceptual", "gan"):
+        torch.testing.assert_close(shares[k], (terms[f"{k}_weighted"] / terms["total"]).item())
+    assert abs(sum(shares.values()) - 1) < 1e-9
+    assert term_shares(terms, 100, 1, 0.0)["gan"] == 0 and term_shares(terms, 100, 1, 1.0)["gan"] > shares["gan"]
+    assert term_shares({"pixel": 0.1}, 100, 1, 0.08) == {"pixel": 1.0, "perceptual": 0.0, "gan": 0.0}  # beta = 0, no D
+    assert term_shares({"pixel": 0.0}, 1, 1, 1) == {"pixel": 0.0, "perceptual": 0.0, "gan": 0.0}
+
+
+def test_loss_share_widget_redraws_when_a_weight_moves():
+    from lib.models.widgets import loss_share_widget
+
+    terms = {"grey": {"pixel": 0.1, "perceptual": 1.2, "gan": 1.0}, "model": {"pixel": 0.03, "perceptual": 0.4, "gan": 1.0}}
+    w = loss_share_widget(terms, alpha=100, beta=1, theta=0.08)
+    (pick, a), (b, t) = w.children[0].children, w.children[1].children
+    image, line = w.children[2], w.children[3]
+    first = image.value
+    assert pick.value == "model" and first[:8] == b"\x89PNG\r\n\x1a\n"
+    assert line.value == " · ".join(f"{k} {100 * v:.1f}%" for k, v in term_shares(terms["model"], 100, 1, 0.08).items())
+    t.value = 0.0  # what a reader's drag does, headless
+    assert image.value != first and line.value.endswith("gan 0.0%")
+    pick.value = "grey"
+    assert line.value == " · ".join(f"{k} {100 * v:.1f}%" for k, v in term_shares(terms["grey"], a.value, b.value, 0.0).items())

@@ -4,7 +4,6 @@ the summary and the architecture figure, and a short overfit run on real faces."
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -394,12 +393,14 @@ def _read_faces(root: Path, n: int, size: int) -> tuple[torch.Tensor, torch.Tens
 
 @pytest.mark.realdata
 def test_overfit_one_batch_of_real_faces(celebahq_dir):
-    """The seed U-Net memorises 4 real faces at 64x64 in 100 Adam steps (about 10-15 s):
+    """The seed U-Net memorises 4 real faces at 64x64 in 100 Adam steps (about 10-15 s of CPU time):
     the L1 loss falls below a fifth of its start, and below half the L1 of the batch's own
     per-pixel mean ab map (a baseline that ignores L), so the fit uses the grey image.
 
     Runs on one thread: with two threads on a 2-core machine that another process also uses,
-    every op's OpenMP barrier waits for a descheduled thread (measured: 353 s instead of 12 s)."""
+    every op's OpenMP barrier waits for a descheduled thread (measured: 353 s instead of 12 s).
+    The budget is on the process's CPU time, not the wall clock, which other work on a shared
+    machine stretches (measured: 89 s of wall time at a load average of 8)."""
     torch.manual_seed(0)
     l_n, ab_n = _read_faces(celebahq_dir, 4, 64)
     mean_map_l1 = (ab_n - ab_n.mean(0, keepdim=True)).abs().mean().item()
@@ -408,7 +409,7 @@ def test_overfit_one_batch_of_real_faces(celebahq_dir):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         losses = []
         for _ in range(100):
             loss = F.l1_loss(model(l_n), ab_n)
@@ -416,13 +417,31 @@ def test_overfit_one_batch_of_real_faces(celebahq_dir):
             loss.backward()
             opt.step()
             losses.append(loss.item())
-        seconds = time.perf_counter() - t0
+        seconds = time.process_time() - t0
     finally:
         torch.set_num_threads(threads)
-    print(f"\noverfit: L1 {losses[0]:.4f} -> {losses[-1]:.4f} (mean-map baseline {mean_map_l1:.4f}) in {seconds:.1f} s")
+    print(f"\noverfit: L1 {losses[0]:.4f} -> {losses[-1]:.4f} (mean-map baseline {mean_map_l1:.4f}) in {seconds:.1f} s CPU")
     assert losses[-1] < losses[0] / 5
     assert losses[-1] < 0.5 * mean_map_l1
-    assert seconds < 30, (
-        f"overfit took {seconds:.1f} s (budget 30 s); "
-        f"1-min load average {os.getloadavg()[0]:.1f}: other processes on the machine slow it down"
-    )
+    assert seconds < 30, f"overfit took {seconds:.1f} s of CPU time (budget 30 s)"
+
+
+def test_gate_map_widget_shows_the_chosen_level_and_face(seeded):
+    from lib.models.widgets import gate_map_widget
+
+    model = UNet(tiny(depth=3)).eval()
+    with torch.no_grad():
+        l_n = torch.randn(2, 1, 32, 32)
+        rgb_hat = torch.rand(2, 3, 32, 32)
+        model(l_n)
+    maps = model.attention_maps()
+    w = gate_map_widget(torch.rand(2, 3, 32, 32), rgb_hat, maps, face=1)
+    (face, level), image = w.children[0].children, w.children[1]
+    assert face.value == 1 and face.max == 1 and [v for _, v in level.options] == [0, 1, 2]
+    seen = {image.value}
+    for i in (1, 2):
+        level.value = i  # what a click does, headless
+        seen.add(image.value)
+    face.value = 0
+    seen.add(image.value)
+    assert len(seen) == 4 and all(png[:8] == b"\x89PNG\r\n\x1a\n" for png in seen), "each (face, level) draws its own map"
