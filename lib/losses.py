@@ -184,11 +184,9 @@ class GANLoss(nn.Module):
     | `vanilla` | $-\log\sigma(D(x))$ / $-\log(1-\sigma(D(\hat{x})))$ (BCE with logits) | $-\log\sigma(D(\hat{x}))$     |
     | `hinge`   | $\max(0, 1-D(x))$ / $\max(0, 1+D(\hat{x}))$                     | $-D(\hat{x})$                      |
 
-    each averaged over the logits (a PatchGAN gives one per patch). ``forward(logits,
-    target_is_real, for_discriminator=True)`` is the pix2pix-style call; for lsgan and
-    vanilla the generator form is the discriminator's "real" form, for hinge it differs,
-    so prefer the explicit ``generator_loss(fake_logits)`` and
-    ``discriminator_loss(real_logits, fake_logits)`` (which halves the sum, as pix2pix).
+    each averaged over the logits (a PatchGAN gives one per patch):
+    ``discriminator_loss(real_logits, fake_logits)`` (half the sum of its two columns, as
+    pix2pix) and ``generator_loss(fake_logits)``.
     Taught in ``notebooks/04_loss_functions.ipynb`` and ``notebooks/06_gan_training.ipynb``.
     """
 
@@ -199,23 +197,21 @@ class GANLoss(nn.Module):
         assert mode in self.MODES, f"gan mode must be one of {self.MODES}, got {mode!r}"
         self.mode = mode
 
-    def forward(self, logits: Tensor, target_is_real: bool, for_discriminator: bool = True) -> Tensor:
+    def _scored(self, logits: Tensor, real: bool) -> Tensor:
+        """D's loss for logits that should say ``real`` (also G's loss for lsgan and vanilla)."""
         if self.mode == "lsgan":
-            return F.mse_loss(logits, torch.full_like(logits, 1.0 if target_is_real else 0.0))
+            return F.mse_loss(logits, torch.full_like(logits, float(real)))
         if self.mode == "vanilla":
-            return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, 1.0 if target_is_real else 0.0))
-        if for_discriminator:  # hinge
-            return F.relu(1.0 - logits).mean() if target_is_real else F.relu(1.0 + logits).mean()
-        assert target_is_real, "the hinge generator loss is defined for target_is_real=True only"
-        return -logits.mean()
+            return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, float(real)))
+        return F.relu(1.0 - logits).mean() if real else F.relu(1.0 + logits).mean()  # hinge
 
     def generator_loss(self, fake_logits: Tensor) -> Tensor:
         """What G minimises: make D call its output real."""
-        return self(fake_logits, True, for_discriminator=False)
+        return -fake_logits.mean() if self.mode == "hinge" else self._scored(fake_logits, True)
 
     def discriminator_loss(self, real_logits: Tensor, fake_logits: Tensor) -> Tensor:
         """What D minimises: 0.5 * (loss on real as real + loss on fake as fake)."""
-        return 0.5 * (self(real_logits, True) + self(fake_logits, False))
+        return 0.5 * (self._scored(real_logits, True) + self._scored(fake_logits, False))
 
     def extra_repr(self) -> str:
         return f"mode={self.mode!r}"

@@ -80,7 +80,8 @@ def test_gan_losses_have_the_right_signs(mode):
     high, low = torch.ones(4, 1, 3, 3), torch.zeros(4, 1, 3, 3)  # lsgan's targets; D(x) = 1 / 0
     # D is happy (low loss) when it scores real high and fake low
     assert gan.discriminator_loss(high, low) < gan.discriminator_loss(low, high)
-    assert gan(high, True) < gan(low, True) and gan(low, False) < gan(high, False)
+    assert gan.discriminator_loss(high, high) < gan.discriminator_loss(low, high)  # real scored high is better
+    assert gan.discriminator_loss(high, low) < gan.discriminator_loss(high, high)  # fake scored low is better
     # G is happy when D scores its output high
     assert gan.generator_loss(high) < gan.generator_loss(low)
     # D's gradient pushes real logits up and fake logits down

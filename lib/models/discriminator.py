@@ -36,10 +36,6 @@ class DiscriminatorConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "DiscriminatorConfig":
-        return cls(**d)
-
 
 def layer_specs(config: DiscriminatorConfig) -> list[tuple[int, int, int, int]]:
     """``(in_channels, out_channels, kernel, stride)`` of every conv, input to output (padding 1)."""

@@ -19,6 +19,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from lib.models.discriminator import PatchDiscriminator
 from lib.models.unet import UNet, UNetConfig
+from lib.utils import eval_mode
 
 __all__ = ["ModelSummary", "model_summary", "count_flops", "save_architecture_figure"]
 
@@ -96,26 +97,16 @@ def model_summary(model: nn.Module, image_size: int | tuple[int, int] = 128) -> 
     Taught in ``notebooks/02_unet_building_blocks.ipynb``."""
     params = {name: sum(p.numel() for p in child.parameters()) for name, child in model.named_children()}
     shapes: dict[str, tuple[int, ...]] = {}
-    handles = []
-    for name, module in _hooked_modules(model):
-        def hook(_m, _inp, out, name=name):
-            shapes[name] = tuple(out.shape)
-
-        handles.append(module.register_forward_hook(hook))
+    record = lambda name: lambda _m, _inp, out: shapes.__setitem__(name, tuple(out.shape))  # noqa: E731
+    handles = [module.register_forward_hook(record(name)) for name, module in _hooked_modules(model)]
     inputs = _example_inputs(model, *_size(image_size))
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
+    with eval_mode(model), torch.no_grad():
+        try:
             model(*inputs)
+        finally:
             for h in handles:  # shapes are known now; count FLOPs without hooks in the way
                 h.remove()
-            handles = []
-            flops = count_flops(lambda: model(*inputs))
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was_training)
+        flops = count_flops(lambda: model(*inputs))
     return ModelSummary(type(model).__name__, _size(image_size), params, shapes, flops)
 
 
