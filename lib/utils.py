@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
@@ -18,6 +19,7 @@ import torch.nn as nn
 __all__ = ["atomic_write", "write_text_atomic", "clean_stale_temp_files", "eval_mode", "cache_dir"]
 
 _TMP_INFIX = ".tmp-"
+_STALE = re.compile(r"\.tmp-?(\d+)$")
 
 
 def _temp_path(path: Path) -> Path:
@@ -60,9 +62,9 @@ def clean_stale_temp_files(folder: str | os.PathLike) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         return removed
-    for p in folder.glob(f".*{_TMP_INFIX}*"):
-        pid = p.name.rsplit(_TMP_INFIX, 1)[-1]
-        if not pid.isdigit() or _pid_alive(int(pid)):
+    for p in folder.iterdir():
+        m = _STALE.search(p.name)  # also NAME.tmp-PID and .NAME.tmpPID, the schemes of older versions
+        if m is None or not p.is_file() or _pid_alive(int(m.group(1))):
             continue
         p.unlink(missing_ok=True)
         removed.append(p)
