@@ -1,0 +1,303 @@
+"""The ablation driver: a grid of named training runs, each trained, measured on the test split
+beside the grey and mean-face baselines, and gathered into one results table.
+
+Taught in ``08_ablation_study``; the command is ``python -m lib ablate --grid losses --profile cpu``
+(``make ablation GRID=losses PROFILE=cpu``). A grid is ``configs/grids/<grid>.yaml``::
+
+    description: one line
+    base: configs/seed.yaml            # the config every run starts from
+    runs:                              # name -> TrainConfig overrides (dotted keys)
+      l1_p: {loss.pixel: l1}
+      l1_p_g: {loss.pixel: l1, loss.theta: 0.08}
+    reference: {l1_p: {psnr_rgb_pooled64: 25.23, ssim_rgb: 0.964}}   # optional: published values
+
+A profile scales the budget of every run alike (size, epochs, images, batch; ``PROFILES``).
+Each run is a papermill execution of the training notebook (``05_training_unet``, or
+``06_gan_training`` when ``loss.theta > 0``) when that notebook takes the parameters
+``train_overrides`` (``"key=value;key=value"``, applied last) and ``out_dir``; otherwise (or with
+``runner="train"``) it runs ``lib.train.Trainer`` directly. Per run, under
+``results/<grid>-<profile>/<run>/``: ``config.yaml``, the training folder ``run/`` (checkpoints,
+history), the executed notebook or ``train.log``, and ``metrics.json`` (the test split's summary
+and per-image values, written last: a run with it is finished and skipped on a re-run). A
+failing run leaves ``error.txt`` and the others go on. ``results_table`` writes
+``results/<grid>-<profile>.md``: rows = runs + baselines, rank superscripts per column, and a
+paired-bootstrap 95 % interval of each row's PSNR difference from the best run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nbformat
+import torch
+import yaml
+
+from lib.checkpoint import load_generator
+from lib.config import REPO_ROOT, TrainConfig
+from lib.data import reopen_splits
+from lib.errors import ConfigError
+from lib.evaluate import predictor
+from lib.metrics import MetricSuite, grey_predictor, mean_face_ab, mean_face_predictor, paired_bootstrap
+from lib.run_dir import write_json
+from lib.train import Trainer
+from lib.utils import write_text_atomic
+
+__all__ = ["GRIDS", "RESULTS", "PROFILES", "COLUMNS", "Grid", "load_grid", "run_config", "run_grid", "results_table"]
+
+GRIDS = REPO_ROOT / "configs" / "grids"
+RESULTS = REPO_ROOT / "results"
+NOTEBOOKS = REPO_ROOT / "notebooks"
+# The budget of each profile (TrainConfig overrides applied after the run's own) and whether FID/KID are measured.
+PROFILES: dict[str, dict] = {
+    "smoke": {"overrides": {"image_size": 32, "epochs": 1, "max_images": 32, "toy_images": 32, "batch_size": 8,
+                            "eval_batch_size": 32, "dataset": "auto", "workers": 0, "num_samples": 0},
+              "fid": False, "note": "CI smoke test: one epoch on 32 images at 32x32, numbers mean nothing"},
+    "cpu": {"overrides": {"image_size": 64, "epochs": 16, "batch_size": 16, "workers": 0, "threads": 1,
+                          "num_samples": 4},
+            "fid": True, "note": "scaled reproduction: 64x64, batch 16, 16 epochs, one thread per run (2 runs share 2 cores)"},
+    "full": {"overrides": {}, "fid": True, "note": "the seed budget: 128x128, batch 64, 120 epochs (a GPU)"},
+}
+# (key, header, higher is better)
+COLUMNS = (("psnr_rgb", "PSNR rgb", True), ("ssim_rgb", "SSIM rgb", True), ("psnr_lab", "PSNR lab", True),
+           ("ssim_lab", "SSIM lab", True), ("psnr_rgb_pooled64", "PSNR rgb pooled64", True),
+           ("delta_cf", "dCF", False), ("fid", "FID", False), ("kid", "KID", False), ("lpips", "LPIPS", False))
+PER_IMAGE_KEPT = ("psnr_rgb", "ssim_rgb", "psnr_lab", "ssim_lab", "lpips")  # per-image values stored for the bootstrap
+SUPERSCRIPT = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+@dataclass
+class Grid:
+    """A named list of runs: ``runs`` maps a run name to its TrainConfig overrides."""
+
+    name: str
+    base: str  # config file every run starts from (relative to the repository)
+    runs: dict[str, dict]
+    description: str = ""
+    reference: dict[str, dict] = field(default_factory=dict)  # published values per run, shown beside ours
+
+
+def load_grid(name_or_path: str | Path) -> Grid:
+    """``configs/grids/<name>.yaml`` (or a path to such a file) as a :class:`Grid`."""
+    path = Path(name_or_path)
+    if path.suffix not in (".yaml", ".yml"):
+        path = GRIDS / f"{name_or_path}.yaml"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in GRIDS.glob("*.yaml"))) or "none"
+        raise ConfigError(f"no grid {str(name_or_path)!r} ({path} does not exist); grids: {known}")
+    data = yaml.safe_load(path.read_text()) or {}
+    runs = data.get("runs")
+    if not isinstance(runs, dict) or not runs or not all(isinstance(v, dict) for v in runs.values()):
+        raise ConfigError(f"{path}: 'runs' must map each run name to a mapping of overrides")
+    return Grid(path.stem, data.get("base", "configs/seed.yaml"), runs, data.get("description", ""),
+                data.get("reference") or {})
+
+
+def _value(v) -> str:
+    """A YAML value as the text of ``--set key=value``."""
+    return json.dumps(v) if isinstance(v, (bool, list, dict)) or v is None else str(v)
+
+
+def run_config(grid: Grid, run: str, profile: str, out_dir: Path, extra: list[str] | None = None) -> TrainConfig:
+    """The resolved config of one run: ``grid.base``, the run's overrides, the profile's budget,
+    ``extra`` (``["key=value"]``), then the run folder and quiet logging."""
+    if profile not in PROFILES:
+        raise ConfigError(f"option '--profile' must be one of {', '.join(PROFILES)}; got {profile!r}")
+    items = {**grid.runs[run], **PROFILES[profile]["overrides"]}
+    sets = [f"{k}={_value(v)}" for k, v in items.items()] + list(extra or [])
+    sets += [f"out_dir={out_dir}", "progress=false", "test_at_end=false", "resume=auto"]
+    return TrainConfig.load(REPO_ROOT / grid.base).with_overrides(sets)
+
+
+def _notebook_for(cfg: TrainConfig) -> Path | None:
+    """The training notebook of this run if it takes ``train_overrides`` and ``out_dir``, else None."""
+    path = NOTEBOOKS / ("06_gan_training.ipynb" if cfg.loss.theta > 0 else "05_training_unet.ipynb")
+    if not path.is_file():
+        return None
+    cells = [c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
+    params = cells[0].source if cells and "parameters" in cells[0].metadata.get("tags", []) else ""
+    return path if all(f"{p} =" in params for p in ("train_overrides", "out_dir")) else None
+
+
+def _train(cfg: TrainConfig, run_dir: Path, runner: str) -> str:
+    """Train one run into ``run_dir / "run"``; returns how (the notebook's name or "lib.train")."""
+    notebook = _notebook_for(cfg) if runner in ("auto", "notebook") else None
+    if runner == "notebook" and notebook is None:
+        raise ConfigError("runner 'notebook': the training notebook does not take train_overrides and out_dir yet")
+    if notebook is not None:
+        import papermill  # only for this runner: a kernel per run
+
+        overrides = ";".join(f"{k}={_value(v)}" for k, v in _flat_overrides(cfg).items())
+        papermill.execute_notebook(str(notebook), str(run_dir / notebook.name), kernel_name="python3",
+                                   parameters={"profile": "full", "train_overrides": overrides,
+                                               "out_dir": cfg.out_dir, "data_root": cfg.data_root},
+                                   cwd=str(notebook.parent), progress_bar=False, log_output=False)
+        return notebook.name
+    with open(run_dir / "train.log", "a") as log, contextlib.redirect_stdout(log):
+        result = Trainer(cfg).fit()
+    if result["status"] != "finished":
+        raise KeyboardInterrupt(f"training stopped by {result['signal']}")
+    return "lib.train"
+
+
+def _flat_overrides(cfg: TrainConfig) -> dict:
+    """Every option of ``cfg`` that differs from the defaults, as dotted keys."""
+    return {k: b for k, (b, _) in cfg.diff(TrainConfig()).items()}
+
+
+class _Measure:
+    """The test split of the runs' data, opened once, and the metrics of a predictor on it."""
+
+    def __init__(self, fid: bool):
+        self.suite = MetricSuite(fid=fid, lpips=True, progress=False)
+        self._data: dict[str, tuple] = {}
+
+    def data(self, source: dict, cfg: TrainConfig):
+        """(test loader, train set without flips, DataSource) of the data a run was trained on."""
+        kw = dict(max_images=cfg.max_images, toy_images=cfg.toy_images, seed=cfg.seed, cache=cfg.cache)
+        key = json.dumps([source, cfg.image_size, kw], sort_keys=True)
+        if key not in self._data:
+            sets, src = reopen_splits(source, cfg.image_size, ("train", "test"), progress=False, **kw)
+            test = copy.copy(sets["test"])
+            test.flip = False
+            train = copy.copy(sets["train"])
+            train.flip = False
+            self._data[key] = (torch.utils.data.DataLoader(test, batch_size=64, shuffle=False), train, src)
+        return self._data[key]
+
+    def __call__(self, predict, loader) -> dict:
+        summary = self.suite.evaluate(predict, loader)
+        per = {k: v.tolist() for k, v in self.suite.last_per_image.items() if k in PER_IMAGE_KEPT}
+        return {"summary": summary, "per_image": per}
+
+
+def run_grid(grid: str | Grid, profile: str = "smoke", *, results: str | Path = RESULTS, runner: str = "auto",
+             extra: list[str] | None = None, only: list[str] | None = None, log=print) -> dict:
+    """Run every run of ``grid`` in ``profile`` not finished yet, then write the results table.
+
+    ``runner``: "auto" (the training notebook when it takes the parameters, else lib.train),
+    "notebook" or "train"; ``extra``: overrides for every run (e.g. ``["data_root=/faces"]``);
+    ``only``: run names to run. One progress line per run. Returns ``{"done", "skipped",
+    "failed": {run: error}, "table": path}``. Taught in ``08_ablation_study``.
+    """
+    grid = grid if isinstance(grid, Grid) else load_grid(grid)
+    names = [n for n in grid.runs if not only or n in only]
+    unknown = sorted(set(only or ()) - set(grid.runs))
+    if unknown:
+        raise ConfigError(f"grid {grid.name!r} has no run {', '.join(unknown)}; its runs: {', '.join(grid.runs)}")
+    folder = Path(results) / f"{grid.name}-{profile}"
+    measure = _Measure(PROFILES[profile]["fid"] if profile in PROFILES else False)
+    status = {"done": [], "skipped": [], "failed": {}}
+    for i, name in enumerate(names, 1):
+        run_dir = folder / name
+        head = f"[ablate] {grid.name}-{profile} {i}/{len(names)} {name}:"
+        if (run_dir / "metrics.json").is_file():
+            status["skipped"].append(name)
+            log(f"{head} finished earlier, skipped ({run_dir / 'metrics.json'})")
+            continue
+        t0 = time.perf_counter()
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            (run_dir / "error.txt").unlink(missing_ok=True)
+            cfg = run_config(grid, name, profile, run_dir / "run", extra)
+            cfg.save(run_dir / "config.yaml")
+            how = _train(cfg, run_dir, runner)
+            model, ckpt = load_generator(run_dir / "run" / "best.pt")
+            loader, train, source = measure.data(ckpt["data_source"], cfg)
+            report = measure(predictor(model, "cpu"), loader)
+            report.update(run=name, grid=grid.name, profile=profile, runner=how, seconds=time.perf_counter() - t0,
+                          data=source.describe(), image_size=cfg.image_size, best_epoch=ckpt["best"]["epoch"],
+                          overrides=grid.runs[name], config=cfg.to_dict())
+            _baselines(folder, measure, loader, train, source, cfg.image_size)
+            write_json(run_dir / "metrics.json", report)  # last: its presence marks the run finished
+            status["done"].append(name)
+            s = report["summary"]
+            log(f"{head} done in {report['seconds']:.0f} s via {how}: psnr_rgb {s['psnr_rgb']:.2f} dB, "
+                f"ssim_rgb {s['ssim_rgb']:.3f} on {s['n_images']} test images")
+        except (Exception, KeyboardInterrupt) as e:  # one failing run must not stop the grid
+            if isinstance(e, KeyboardInterrupt) and "training stopped" not in str(e):
+                raise
+            status["failed"][name] = f"{type(e).__name__}: {e}"
+            write_text_atomic(run_dir / "error.txt", traceback.format_exc())
+            log(f"{head} FAILED after {time.perf_counter() - t0:.0f} s: {type(e).__name__}: {str(e)[:300]} "
+                f"(traceback in {run_dir / 'error.txt'})")
+    status["table"] = str(write_table(grid, profile, results)) if status["done"] or status["skipped"] else None
+    if status["table"]:
+        log(f"[ablate] table -> {status['table']}")
+    return status
+
+
+def _baselines(folder: Path, measure: _Measure, loader, train, source, size: int) -> None:
+    """Grey and mean face on the grid's test split, once per grid folder (``baselines.json``)."""
+    path = folder / "baselines.json"
+    if path.is_file():
+        return
+    out = {"grey": measure(grey_predictor(), loader),
+           "mean face": measure(mean_face_predictor(mean_face_ab(train, progress=False)), loader),
+           "data": source.describe(), "image_size": size}
+    write_json(path, out)
+
+
+def _rows(grid: Grid, folder: Path) -> tuple[dict, dict]:
+    runs = {n: json.loads((folder / n / "metrics.json").read_text()) for n in grid.runs
+            if (folder / n / "metrics.json").is_file()}
+    path = folder / "baselines.json"
+    base = json.loads(path.read_text()) if path.is_file() else {}
+    return runs, {k: v for k, v in base.items() if isinstance(v, dict)}
+
+
+def results_table(grid: str | Grid, profile: str, results: str | Path = RESULTS, n_resamples: int = 2000) -> str:
+    """The markdown table of the finished runs of ``grid`` in ``profile``, with the baselines.
+
+    Columns: the metrics of ``COLUMNS`` that were measured, a rank superscript per column among
+    the runs (1 = best), and each row's ``psnr_rgb`` difference from the best run with its 95 %
+    paired-bootstrap interval over the test faces; the grid's published values beside ours.
+    """
+    grid = grid if isinstance(grid, Grid) else load_grid(grid)
+    runs, baselines = _rows(grid, Path(results) / f"{grid.name}-{profile}")
+    if not runs:
+        return f"no finished runs of grid {grid.name!r} in profile {profile!r}"
+    rows = {**{n: r for n, r in runs.items()}, **baselines}
+    cols = [(k, h, up) for k, h, up in COLUMNS if all(k in r["summary"] for r in runs.values())]
+    ranks = {}
+    for k, _, up in cols:
+        order = sorted(runs, key=lambda n: runs[n]["summary"][k], reverse=up)
+        ranks[k] = {n: i + 1 for i, n in enumerate(order)}
+    best = max(runs, key=lambda n: runs[n]["summary"]["psnr_rgb"])
+    ref_cols = sorted({k for v in grid.reference.values() for k in v})
+    head = ["run"] + [h for _, h, _ in cols] + [f"Δ PSNR rgb vs {best} [95% CI]"] + [f"reference {k}" for k in ref_cols]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for n, r in rows.items():
+        cells = [n if n in runs else f"*{n}* (baseline)"]
+        for k, _, _ in cols:
+            v = r["summary"].get(k)
+            text = "" if v is None else f"{v:.2f}" if abs(v) >= 10 else f"{v:.3f}" if k != "kid" else f"{v:.4f}"
+            cells.append(text + (str(ranks[k][n]).translate(SUPERSCRIPT) if n in runs and text else ""))
+        if n == best:
+            cells.append("(best)")
+        else:
+            d, lo, hi = paired_bootstrap(r["per_image"]["psnr_rgb"], runs[best]["per_image"]["psnr_rgb"], n_resamples)
+            cells.append(f"{d:+.2f} [{lo:+.2f}, {hi:+.2f}]")
+        cells += [str(grid.reference.get(n, {}).get(k, "")) for k in ref_cols]
+        lines.append("| " + " | ".join(cells) + " |")
+    any_run = next(iter(runs.values()))
+    note = [f"Grid `{grid.name}`, profile `{profile}` ({PROFILES.get(profile, {}).get('note', '')}); "
+            f"{any_run['data']}; test split, {any_run['summary']['n_images']} images at {any_run['image_size']}px.",
+            "Per-image means over the test faces except `PSNR rgb pooled64` (MSE pooled over groups of 64, as the "
+            "reference table was measured); superscripts rank the runs per column (1 = best); the interval is a paired "
+            f"bootstrap over the test faces ({n_resamples} resamples). One seed per run unless the run names say otherwise."]
+    if grid.reference:
+        note.append("Reference values: the reference study's table (128x128, FaceNet perceptual loss, its own test set); "
+                    "compare them only with the pooled column.")
+    return "\n".join(note) + "\n\n" + "\n".join(lines) + "\n"
+
+
+def write_table(grid: str | Grid, profile: str, results: str | Path = RESULTS) -> Path:
+    """``results_table`` written to ``results/<grid>-<profile>.md``; returns the path."""
+    grid = grid if isinstance(grid, Grid) else load_grid(grid)
+    return write_text_atomic(Path(results) / f"{grid.name}-{profile}.md", results_table(grid, profile, results))
