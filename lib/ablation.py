@@ -26,6 +26,7 @@ paired-bootstrap 95 % interval of each row's PSNR difference from the best run.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import copy
 import json
@@ -48,7 +49,8 @@ from lib.run_dir import write_json
 from lib.train import Trainer
 from lib.utils import write_text_atomic
 
-__all__ = ["GRIDS", "RESULTS", "PROFILES", "COLUMNS", "Grid", "load_grid", "run_config", "run_grid", "results_table"]
+__all__ = ["GRIDS", "RESULTS", "PROFILES", "COLUMNS", "Grid", "load_grid", "run_config", "run_grid", "results_table",
+           "write_table", "add_arguments", "run"]
 
 GRIDS = REPO_ROOT / "configs" / "grids"
 RESULTS = REPO_ROOT / "results"
@@ -301,3 +303,37 @@ def write_table(grid: str | Grid, profile: str, results: str | Path = RESULTS) -
     """``results_table`` written to ``results/<grid>-<profile>.md``; returns the path."""
     grid = grid if isinstance(grid, Grid) else load_grid(grid)
     return write_text_atomic(Path(results) / f"{grid.name}-{profile}.md", results_table(grid, profile, results))
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``python -m lib ablate`` (``lib/__main__.py`` dispatches to :func:`run`)."""
+    grids = ", ".join(sorted(p.stem for p in GRIDS.glob("*.yaml")))
+    parser.description = (
+        "Train every run of a grid (configs/grids/GRID.yaml) in a profile's budget, measure each on the test "
+        "split beside the grey and mean-face baselines, and write results/GRID-PROFILE.md. Finished runs "
+        "(results/GRID-PROFILE/RUN/metrics.json) are skipped, so a stopped grid continues; a failing run is "
+        "reported and the others go on.")
+    parser.add_argument("--grid", required=True, help=f"grid name or YAML file ({grids})")
+    parser.add_argument("--profile", default="smoke", choices=tuple(PROFILES),
+                        help="budget: " + "; ".join(f"{k}: {v['note']}" for k, v in PROFILES.items()))
+    parser.add_argument("--results", default=str(RESULTS), metavar="DIR", help="results folder (default: results/)")
+    parser.add_argument("--runner", default="auto", choices=("auto", "notebook", "train"),
+                        help="auto: the training notebook (05/06) when it takes train_overrides and out_dir, else "
+                             "lib.train; notebook or train to force one")
+    parser.add_argument("--only", action="append", default=None, metavar="RUN", help="run only this run (repeatable)")
+    parser.add_argument("--set", dest="extra", metavar="KEY=VALUE", action="append", default=[],
+                        help="override an option of every run, e.g. --set data_root=/faces (repeatable)")
+    parser.add_argument("--table-only", action="store_true", help="rewrite the table from the finished runs, train nothing")
+
+
+def run(args: argparse.Namespace) -> int:
+    """``python -m lib ablate --grid G --profile P``: 0 when every run finished, 1 when one failed."""
+    if args.table_only:
+        path = write_table(args.grid, args.profile, args.results)
+        print(f"[ablate] table -> {path}")
+        return 0
+    status = run_grid(args.grid, args.profile, results=args.results, runner=args.runner, extra=args.extra,
+                      only=args.only)
+    if status["failed"]:
+        print(f"[ablate] {len(status['failed'])} run(s) failed: {', '.join(status['failed'])} (see their error.txt)")
+    return 1 if status["failed"] else 0
