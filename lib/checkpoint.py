@@ -27,12 +27,13 @@ import torch
 from torch import nn
 
 from lib.config import REPO_ROOT, flat_dict
-from lib.errors import CheckpointError
+from lib.data import DataSource
+from lib.errors import CheckpointError, DataError
 from lib.models import UNet, UNetConfig
 from lib.utils import atomic_write
 
 __all__ = ["CHECKPOINT_FORMAT", "SHIPPED", "CheckpointMismatchError", "save_checkpoint", "load_checkpoint",
-           "load_state_checked", "load_generator", "export_generator"]
+           "load_state_checked", "load_generator", "export_generator", "resume_point"]
 
 CHECKPOINT_FORMAT = "facecolor-checkpoint-v2"
 _V1 = "facecolor-checkpoint-v1"
@@ -181,3 +182,20 @@ def export_generator(src: str | os.PathLike, dst: str | os.PathLike, dtype: torc
         "history": ckpt.get("history"), "test_metrics": json.loads(tests.read_text()) if tests.is_file() else None,
     }
     return save_checkpoint(export, dst)
+
+
+def resume_point(ckpt: dict, world_size: int, source: DataSource | None) -> int:
+    """Where a training checkpoint continues in its epoch: the images each rank had already
+    trained on (0: at an epoch's start). A change of batch size continues the epoch image for
+    image; other data, or another number of processes mid-epoch, is refused with the reason."""
+    saved = ckpt.get("data_source")
+    if saved and source and (saved["kind"], saved.get("root")) != (source.kind, source.root):
+        raise DataError(f"the checkpoint was trained on {DataSource.from_dict(saved).describe()}, this run would "
+                        f"use {source.describe()}: set data_root (and dataset) to the checkpoint's data")
+    old_world = ckpt.get("world_size", 1)
+    samples = int(ckpt.get("samples_in_epoch", ckpt.get("batch_in_epoch", 0) * ckpt["train_config"]["batch_size"]
+                           // old_world))  # v1 checkpoints count batches
+    if samples and old_world != world_size:
+        raise CheckpointError(f"the checkpoint stopped mid-epoch with {old_world} process(es); resume with as many "
+                              f"(this run has {world_size}): each process's share of the epoch differs")
+    return samples

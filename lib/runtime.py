@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import itertools
 import os
 import random
 import signal
@@ -26,7 +27,7 @@ from lib.errors import ConfigError
 
 __all__ = ["pick_device", "cpu_has_native_bf16", "resolve_precision", "resolve_channels_last", "resolve_threads",
            "apply_threads", "resolve_compile", "seed_everything", "worker_init", "rng_state", "set_rng_state",
-           "DistInfo", "DTYPES", "on_stop_signals", "for_device"]
+           "DistInfo", "EpochSampler", "DTYPES", "on_stop_signals", "for_device"]
 
 
 def pick_device(requested: str = "auto", local_rank: int = 0) -> torch.device:
@@ -267,3 +268,16 @@ def for_device(net: nn.Module | None, device: torch.device, info: DistInfo, comp
     if net is not None and info.enabled:
         net = nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
     return torch.compile(net) if net is not None and compile else net
+
+
+class EpochSampler(torch.utils.data.DistributedSampler):
+    """This rank's share of an epoch in an order fixed by ``(seed, epoch)`` (also for one
+    process), from sample ``start`` on: a run resumed mid-epoch sees what an uninterrupted one would."""
+
+    start = 0
+
+    def __iter__(self):
+        return itertools.islice(super().__iter__(), self.start, None)
+
+    def __len__(self) -> int:
+        return self.num_samples - self.start

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import itertools
 import math
 import time
 import warnings
@@ -32,7 +31,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from lib.checkpoint import CHECKPOINT_FORMAT, generator_weights, load_checkpoint, load_generator, load_state_checked, \
-    save_checkpoint
+    resume_point, save_checkpoint
 from lib.color import lab_norm_to_rgb
 from lib.config import SELECT_METRICS, TrainConfig
 from lib.data import DataSource, open_splits
@@ -42,7 +41,7 @@ from lib.losses import ColorizationLoss
 from lib.metrics import MetricSuite, psnr_rgb
 from lib.models import PatchDiscriminator, UNet
 from lib.run_dir import RunDir, write_json
-from lib.runtime import DTYPES, DistInfo, apply_threads, for_device, on_stop_signals, pick_device, \
+from lib.runtime import DTYPES, DistInfo, EpochSampler, apply_threads, for_device, on_stop_signals, pick_device, \
     resolve_channels_last, resolve_compile, resolve_precision, rng_state, seed_everything, set_rng_state, worker_init
 from lib.utils import eval_mode
 from lib.viz import show_colorization_grid
@@ -145,18 +144,6 @@ def update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
         e.lerp_(m, 1 - decay) if e.is_floating_point() else e.copy_(m)
 
 
-class _EpochSampler(torch.utils.data.DistributedSampler):
-    """This rank's share of an epoch in an order fixed by ``(seed, epoch)``, from sample ``start`` on (resume)."""
-
-    start = 0
-
-    def __iter__(self):
-        return itertools.islice(super().__iter__(), self.start, None)
-
-    def __len__(self) -> int:
-        return self.num_samples - self.start
-
-
 class Trainer:
     """Generator-only or GAN training of a :class:`TrainConfig`: ``Trainer(cfg).fit()``.
 
@@ -243,7 +230,7 @@ class Trainer:
                 raise DataError(f"the {split} split is empty ({why}): use a folder with more images"
                                 + (", or set test_at_end=false" if split == "test" else ""))
         common = dict(num_workers=cfg.workers, pin_memory=self.device.type == "cuda", worker_init_fn=worker_init)
-        self.sampler = _EpochSampler(train, info.world_size, info.rank, shuffle=True, seed=cfg.seed)
+        self.sampler = EpochSampler(train, info.world_size, info.rank, shuffle=True, seed=cfg.seed)
         self.train_loader = torch.utils.data.DataLoader(train, batch_size=self.local_batch, sampler=self.sampler,
                                                         drop_last=True, generator=torch.Generator(), **common)
         self.eval_loaders = {split: torch.utils.data.DataLoader(
@@ -486,15 +473,7 @@ class Trainer:
             self.opt_D.load_state_dict(ckpt["opt_D"])
         self.opt_G.load_state_dict(ckpt["opt_G"])
         self.scaler.load_state_dict(ckpt["scaler"])
-        saved, now = ckpt.get("data_source"), self.source and self.source.to_dict()
-        if saved and now and (saved["kind"], saved.get("root")) != (now["kind"], now.get("root")):
-            raise DataError(f"the checkpoint was trained on {DataSource.from_dict(saved).describe()}, this run would "
-                            f"use {self.source.describe()}: set data_root (and dataset) to the checkpoint's data")
-        samples = int(ckpt.get("samples_in_epoch", ckpt.get("batch_in_epoch", 0) * old["batch_size"]
-                               // ckpt.get("world_size", 1)))
-        if samples and ckpt.get("world_size", 1) != self.dist.world_size:
-            raise UserError(f"the checkpoint stopped mid-epoch with {ckpt.get('world_size', 1)} process(es); resume "
-                            f"with as many (this run has {self.dist.world_size}): each shard of the epoch differs")
+        samples = resume_point(ckpt, self.dist.world_size, self.source)
         if samples and old["batch_size"] != self.cfg.batch_size:
             self.log(f"[train] note: batch_size {old['batch_size']} -> {self.cfg.batch_size} mid-epoch: the rest of "
                      "the epoch continues image for image in the same order, in batches of the new size")
