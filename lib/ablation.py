@@ -50,7 +50,7 @@ from lib.train import Trainer
 from lib.utils import write_text_atomic
 
 __all__ = ["GRIDS", "RESULTS", "PROFILES", "COLUMNS", "Grid", "load_grid", "run_config", "run_grid", "results_table",
-           "write_table", "add_arguments", "run"]
+           "write_table", "load_results", "sample_faces", "add_arguments", "run"]
 
 GRIDS = REPO_ROOT / "configs" / "grids"
 RESULTS = REPO_ROOT / "results"
@@ -213,8 +213,8 @@ def run_grid(grid: str | Grid, profile: str = "smoke", *, results: str | Path = 
             loader, train, source = measure.data(ckpt["data_source"], cfg)
             report = measure(predictor(model, "cpu"), loader)
             report.update(run=name, grid=grid.name, profile=profile, runner=how, seconds=time.perf_counter() - t0,
-                          data=source.describe(), image_size=cfg.image_size, best_epoch=ckpt["best"]["epoch"],
-                          overrides=grid.runs[name], config=cfg.to_dict())
+                          data=source.describe(), data_source=source.to_dict(), image_size=cfg.image_size,
+                          best_epoch=ckpt["best"]["epoch"], overrides=grid.runs[name], config=cfg.to_dict())
             _baselines(folder, measure, loader, train, source, cfg.image_size)
             write_json(run_dir / "metrics.json", report)  # last: its presence marks the run finished
             status["done"].append(name)
@@ -245,12 +245,27 @@ def _baselines(folder: Path, measure: _Measure, loader, train, source, size: int
     write_json(path, out)
 
 
-def _rows(grid: Grid, folder: Path) -> tuple[dict, dict]:
+def load_results(grid: str | Grid, profile: str, results: str | Path = RESULTS) -> tuple[dict, dict]:
+    """``({run: metrics.json}, {baseline: metrics})`` of the finished runs of ``grid`` in ``profile``
+    (grid order); each has ``summary`` and ``per_image``, a run also its ``config``."""
+    grid = grid if isinstance(grid, Grid) else load_grid(grid)
+    folder = Path(results) / f"{grid.name}-{profile}"
     runs = {n: json.loads((folder / n / "metrics.json").read_text()) for n in grid.runs
             if (folder / n / "metrics.json").is_file()}
     path = folder / "baselines.json"
     base = json.loads(path.read_text()) if path.is_file() else {}
     return runs, {k: v for k, v in base.items() if isinstance(v, dict)}
+
+
+def sample_faces(metrics: dict, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``n`` test faces ``(l_n (n, 1, S, S), ab (n, 2, S, S))`` of the data a run was
+    measured on (its ``metrics.json``), for sample grids with one column per run."""
+    cfg = TrainConfig.from_dict(metrics["config"])
+    sets, _ = reopen_splits(metrics["data_source"], cfg.image_size, ("test",), max_images=cfg.max_images,
+                            toy_images=cfg.toy_images, seed=cfg.seed, cache=cfg.cache, progress=False)
+    items = [sets["test"][i] for i in range(min(n, len(sets["test"])))]
+    l_n, ab = (torch.stack(t) for t in zip(*items))
+    return l_n, ab  # (n, 1, S, S), (n, 2, S, S)
 
 
 def results_table(grid: str | Grid, profile: str, results: str | Path = RESULTS, n_resamples: int = 2000) -> str:
@@ -261,7 +276,7 @@ def results_table(grid: str | Grid, profile: str, results: str | Path = RESULTS,
     paired-bootstrap interval over the test faces; the grid's published values beside ours.
     """
     grid = grid if isinstance(grid, Grid) else load_grid(grid)
-    runs, baselines = _rows(grid, Path(results) / f"{grid.name}-{profile}")
+    runs, baselines = load_results(grid, profile, results)
     if not runs:
         return f"no finished runs of grid {grid.name!r} in profile {profile!r}"
     rows = {**{n: r for n, r in runs.items()}, **baselines}
@@ -285,7 +300,8 @@ def results_table(grid: str | Grid, profile: str, results: str | Path = RESULTS,
         else:
             d, lo, hi = paired_bootstrap(r["per_image"]["psnr_rgb"], runs[best]["per_image"]["psnr_rgb"], n_resamples)
             cells.append(f"{d:+.2f} [{lo:+.2f}, {hi:+.2f}]")
-        cells += [str(grid.reference.get(n, {}).get(k, "")) for k in ref_cols]
+        ref = [grid.reference.get(n, {}).get(k) for k in ref_cols]
+        cells += ["" if v is None else f"{v:.3f}" if abs(v) < 1 else f"{v:.2f}" for v in ref]
         lines.append("| " + " | ".join(cells) + " |")
     any_run = next(iter(runs.values()))
     note = [f"Grid `{grid.name}`, profile `{profile}` ({PROFILES.get(profile, {}).get('note', '')}); "
