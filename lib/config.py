@@ -116,6 +116,7 @@ class TrainConfig:
     eval_every: int = 1  # evaluate on val every N epochs (and always after the last epoch)
     select_metric: str = "psnr_rgb"  # val metric that picks best.pt (psnr/ssim: higher is better; delta_cf/lpips/fid: lower)
     eval_batch_size: int = 64  # batch size of evaluation
+    bn_batches: int = 32  # before each evaluation, BatchNorm statistics recomputed over this many train batches for the evaluated weights (0 = keep the running averages, which lag: see 05_training_unet)
     eval_fid: bool = False  # also compute FID at each evaluation (Inception weights, slower)
     eval_lpips: bool = False  # also compute LPIPS at each evaluation
     num_samples: int = 8  # fixed val faces drawn in samples/epoch_NNNN.png (0 = no figures)

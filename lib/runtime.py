@@ -264,7 +264,7 @@ def on_stop_signals(handler: Callable[[str], None]):
 
 def for_device(net: nn.Module | None, device: torch.device, info: DistInfo, compile: bool) -> nn.Module | None:
     """What a training step calls: ``net`` (already on ``device``) in DistributedDataParallel
-    under ``torchrun``, then ``torch.compile``\ d when asked; the plain module keeps the weights."""
+    under ``torchrun``, then compiled with ``torch.compile`` when asked; the plain module keeps the weights."""
     if net is not None and info.enabled:
         net = nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
     return torch.compile(net) if net is not None and compile else net

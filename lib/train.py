@@ -46,7 +46,7 @@ from lib.runtime import DTYPES, DistInfo, EpochSampler, apply_threads, for_devic
 from lib.utils import eval_mode
 from lib.viz import show_colorization_grid
 
-__all__ = ["StepRecord", "discriminator_step", "generator_step", "update_ema", "Trainer", "TrainingDiverged", "main"]
+__all__ = ["StepRecord", "discriminator_step", "generator_step", "update_ema", "recompute_bn_stats", "Trainer", "TrainingDiverged", "main"]
 
 
 class TrainingDiverged(UserError):
@@ -142,6 +142,32 @@ def update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
     """``ema <- decay * ema + (1 - decay) * model`` for every float weight and buffer (others copied)."""
     for e, m in zip(ema.state_dict().values(), model.state_dict().values()):
         e.lerp_(m, 1 - decay) if e.is_floating_point() else e.copy_(m)
+
+
+@torch.no_grad()
+def recompute_bn_stats(model: nn.Module, batches) -> int:
+    """Replace every BatchNorm's running statistics by their exact average over ``batches`` of L_n.
+
+    The running averages (momentum 0.1) trail weights that change every step, and an EMA's
+    weights never ran forward at all; both make eval-mode results jump between evaluations (the
+    evidence: ``benchmarks/eval_stability.py``). Recomputing the statistics for the weights being
+    evaluated ("precise BN") removes that. Returns the number of images seen. Taught in
+    ``05_training_unet``.
+    """
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average: every batch counts the same
+    seen = 0
+    with eval_mode(model):
+        model.train()
+        for l_n in batches:
+            model(l_n)  # (B, 2, H, W), discarded: only the statistics matter
+            seen += len(l_n)
+    for m, momentum in zip(bns, momenta):
+        m.momentum = momentum
+    return seen
 
 
 class Trainer:
@@ -421,12 +447,25 @@ class Trainer:
     def evaluate(self, split: str = "val") -> dict[str, float]:
         """Metrics of G (its EMA when ``ema > 0``) on ``split``, over all ranks' shards."""
         model = self.ema or self.G
+        if self.cfg.bn_batches:
+            self._recompute_bn_stats(model)
         if self.dist.enabled:  # rank 0's batch-norm statistics everywhere, as in the checkpoint
             for b in model.buffers():
                 dist.broadcast(b.data, src=0)
         with eval_mode(model):
             return evaluate_predictor(predictor(model, self.device, self.channels_last), self.eval_loaders[split],
                                       self.suite, dist_info=self.dist)
+
+    def _recompute_bn_stats(self, model: nn.Module) -> None:
+        """BatchNorm statistics of ``model`` over the first ``bn_batches`` train batches (fixed
+        images; the train flips' random draws are undone, so resuming stays exact)."""
+        train, b = self.datasets["train"], self.local_batch
+        n = min(len(train) // b, self.cfg.bn_batches) * b
+        state = rng_state()
+        batches = (self._to_device(torch.stack([train[j][0] for j in range(i, i + b)])) for i in range(0, n, b))
+        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+            recompute_bn_stats(model, batches)  # each (B, 1, S, S)
+        set_rng_state(state)
 
     def save_samples(self, path: Path) -> None:
         """The fixed val faces: grey input | prediction (with its PSNR_rgb) | truth (rank 0)."""

@@ -503,3 +503,19 @@ def test_training_step_walkthrough_links_point_at_what_they_say():
         moved = next((i for i, t in enumerate(lines, 1) if f"def {short}(" in t), None)
         assert short in lines[int(line) - 1], (f"docs/training_step.md links {path}:{line} as {name}, which is now "
                                                f"at line {moved}: update the link (the code moved)")
+
+
+def test_recompute_bn_stats_gives_the_exact_average_for_the_current_weights():
+    from lib.train import recompute_bn_stats
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 3, 3, padding=1), torch.nn.BatchNorm2d(3)).eval()
+    bn = net[1]
+    bn.running_mean.fill_(123.0)  # stale statistics, as after many steps of other weights
+    batches = [torch.randn(4, 1, 8, 8) * 2 + 1 for _ in range(5)]
+    seen = recompute_bn_stats(net, batches)
+    with torch.no_grad():
+        feats = net[0](torch.cat(batches))  # (20, 3, 8, 8): what BatchNorm sees
+    assert seen == 20
+    torch.testing.assert_close(bn.running_mean, feats.mean(dim=(0, 2, 3)), rtol=1e-5, atol=1e-5)
+    assert bn.momentum == 0.1 and not net.training  # restored
