@@ -10,7 +10,7 @@ evaluation, on ``--threads`` CPU threads (default 2).
 
 Run: ``python -m benchmarks.baselines [--data DIR]`` (default ``$CELEBAHQ_DIR``, then
 ``data/celeba_hq/``). Prints a table and writes ``results/baselines.json``.
-Taught alongside ``notebooks/07_evaluation.ipynb``.
+Taught alongside ``07_evaluation``.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ under ``MALLOC_MMAP_THRESHOLD_=2000000000``). ``lib.color`` therefore converts l
 inputs in cache-sized pieces; the batch is also timed in one pass (the state before) beside it.
 
 Run: ``python -m benchmarks.bench_color`` (``--help`` for options). Prints a table and writes
-``results/bench-color.json``. Taught alongside ``notebooks/01_color_spaces.ipynb``.
+``results/bench-color.json``. Taught alongside ``01_lab_color_space``.
 """
 
 from __future__ import annotations
@@ -105,7 +105,7 @@ def format_table(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.bench_color", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m benchmarks.bench_color", description=__doc__.split("\n\n")[0])
     p.add_argument("-n", type=int, default=64, help="images per batch (default 64)")
     p.add_argument("--size", type=int, default=256, help="image side (default 256)")
     p.add_argument("--repeats", type=int, default=3)

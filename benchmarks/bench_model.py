@@ -3,7 +3,7 @@
 in the same run, for contiguous (NCHW) and channels-last tensors side by side.
 
 Run: ``python -m benchmarks.bench_model`` (``--help`` for options). Prints a table and writes
-``results/bench-model.json``. Taught alongside ``notebooks/03_unet.ipynb``.
+``results/bench-model.json``. Taught alongside ``02_unet_building_blocks``.
 
 Model rows use the median step time; the matmul reference uses its fastest call (a peak).
 FLOPs come from ``torch.utils.flop_counter`` (a multiply-add counts 2). On a machine shared with

@@ -4,16 +4,16 @@
 ``record_function`` label. The step is the GAN variant of the seed config (``l1_p_g``:
 U-Net ndims 16, depth 4, one ViT block; 100 L1 + 1 VGG16 perceptual + 0.08 LSGAN with a
 PatchGAN) with the trainer's default (fast) settings for the device, fed by the real
-``DataLoader`` (the uint8-cached face folder when one is found, else ToyFaces). To give the
-perceptual loss and the adversarial term their own share of the backward pass, the
-generator step is cut at ``ab_hat`` (the chain rule makes this the same computation as
-``Trainer.backward_G``): each loss term is computed on a detached copy of ``ab_hat`` and
-back-propagated to it (its "fwd + bwd"), then the summed gradient goes back through the
-generator ("generator backward").
+``DataLoader`` (the uint8-prepared face folder when one is found, else ToyFaces). The D
+update is ``lib.train.discriminator_step`` itself. To give the perceptual loss and the
+adversarial term their own share of the backward pass, the generator step is cut at
+``ab_hat`` (the chain rule makes this the same computation as ``generator_step``): each loss
+term is computed on a detached copy of ``ab_hat`` and back-propagated to it (its "fwd +
+bwd"), then the summed gradient goes back through the generator ("generator backward").
 
 Run: ``python -m benchmarks.bench_profile [--data DIR]``. Prints the share table and the
 operators that dominate, and writes ``results/bench-profile.json``.
-Taught alongside ``notebooks/08_training.ipynb``.
+Taught alongside ``05_training_unet`` and ``06_gan_training``.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ from torch.profiler import ProfilerActivity, profile, record_function
 
 from benchmarks.bench_train_step import make_trainer
 from benchmarks.common import find_faces, machine_info, machine_line, markdown_table, sync, write_result
-from lib.data import DataWarning, ToyFaces, make_dataset
-from lib.train import _requires_grad
+from lib.data import DataWarning, ToyFaces, open_splits
+from lib.train import discriminator_step
 
 PARTS = (
     "data loader (next batch)",
@@ -45,61 +45,67 @@ PARTS = (
 
 
 def profiled_step(tr, it) -> None:
-    """One optimisation step of ``tr`` cut into the labelled parts of ``PARTS``."""
-    dev = tr.device
+    """One optimisation step of ``tr`` cut into the labelled parts of ``PARTS`` (bf16 or fp32:
+    the fp16 gradient scaler of older GPUs is left out)."""
+    dev, crit = tr.device, tr.criterion
+    fmt = torch.channels_last if tr.channels_last else torch.contiguous_format
 
     def part(i):
         return record_function(PARTS[i])
 
+    def autocast():
+        return torch.autocast(dev.type, dtype=tr.amp_dtype, enabled=tr.amp_dtype is not None)
+
     with part(0):
-        batch = next(it)
+        l_n, ab = next(it)
     with part(1):
-        tr.set_input(batch)
+        l_n = l_n.to(dev, non_blocking=True).contiguous(memory_format=fmt)  # (B, 1, H, W)
+        ab = ab.to(dev, non_blocking=True).contiguous(memory_format=fmt)  # (B, 2, H, W)
         sync(dev)
     tr.G.train()
     with part(2):
-        tr.forward()
+        with autocast():
+            ab_hat = tr.G_run(l_n)  # (B, 2, H, W), attached to G's graph
         sync(dev)
     if tr.D is not None:
         with part(3):
             tr.D.train()
-            tr.opt_D.zero_grad(set_to_none=True)
-            tr.backward_D()
-            tr._clip_and_step(tr.D, tr.opt_D)
+            discriminator_step(tr.D_run, tr.opt_D, crit.gan, (l_n, ab), ab_hat, grad_clip=tr.cfg.grad_clip,
+                               amp_dtype=tr.amp_dtype)
             sync(dev)
     tr.opt_G.zero_grad(set_to_none=True)
-    crit = tr.criterion
-    fake = tr.fake_ab  # (B, 2, H, W), attached to G's graph
-    leaf = fake.detach().requires_grad_()  # (B, 2, H, W): each loss term back-propagates to here
+    leaf = ab_hat.detach().requires_grad_()  # (B, 2, H, W): each loss term back-propagates to here
     with part(4):
-        with tr._autocast():
-            pixel = crit.alpha * crit.pixel(leaf, tr.real_ab)
+        with autocast():
+            pixel = crit.alpha * crit.pixel(leaf, ab)
         pixel.backward()
         sync(dev)
     if crit.perceptual is not None:
         with part(5):
-            with tr._autocast():
-                perc = crit.beta * crit.perceptual(tr.real_l, leaf, tr.real_ab)
+            with autocast():
+                perc = crit.beta * crit.perceptual(l_n, leaf, ab)
             perc.backward()
             sync(dev)
     if tr.D is not None and crit.theta > 0:
         with part(6):
-            _requires_grad(tr.D, False)
-            with tr._autocast():
-                adv = crit.theta * crit.gan.generator_loss(tr.D(tr.real_l, leaf))
+            tr.D.requires_grad_(False)  # frozen, as in generator_step
+            with autocast():
+                adv = crit.theta * crit.gan.generator_loss(tr.D(l_n, leaf))
             adv.backward()
+            tr.D.requires_grad_(True)
             sync(dev)
     with part(7):
-        fake.backward(leaf.grad.to(fake.dtype))
+        ab_hat.backward(leaf.grad.to(ab_hat.dtype))
         sync(dev)
     with part(8):
-        tr._clip_and_step(tr.G, tr.opt_G)
-        tr.scaler.update()
+        if tr.cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(tr.G.parameters(), tr.cfg.grad_clip)
+        tr.opt_G.step()
         sync(dev)
 
 
 def make_loader_sets(size: int, n: int, data: str | None):
-    """Train/val/test sets for the profile: the cached face folder (``n`` images) or ToyFaces."""
+    """Train/val/test sets for the profile: the prepared face folder (``n`` train images) or ToyFaces."""
     root = find_faces(data)
     if root is None:
         toy = ToyFaces(num_images=n, image_size=size, split="train")
@@ -107,8 +113,8 @@ def make_loader_sets(size: int, n: int, data: str | None):
         return {"train": toy, "val": small, "test": small}, "ToyFaces (drawn on the fly)"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DataWarning)
-        train = make_dataset(root, split="train", image_size=size, cache=True, max_images=n)
-        val = make_dataset(root, split="val", image_size=size, cache=True, max_images=16)
+        train = open_splits(root, "folder", size, ("train",), max_images=n, progress=False)[0]["train"]
+        val = open_splits(root, "folder", size, ("val",), max_images=16, progress=False)[0]["val"]
     return {"train": train, "val": val, "test": val}, f"{root.name}, {len(train)} train images, uint8 cache"
 
 

@@ -1,7 +1,8 @@
 """The training step of the seed configuration: img/s, FLOPs, achieved GFLOP/s, fast vs plain.
 
-The step is ``lib.train.Trainer.optimize_parameters`` itself (U-Net ndims 16, depth 4, one
-ViT block; L1 + VGG16 perceptual loss, alpha 100, beta 1, no discriminator; Adam), on
+The step is ``lib.train.Trainer.train_step`` itself (``generator_step``, and
+``discriminator_step`` for the GAN variant; U-Net ndims 16, depth 4, one ViT block; L1 +
+VGG16 perceptual loss, alpha 100, beta 1, no discriminator; Adam), on
 batches already in memory (the data loader is ``bench_profile``'s and ``bench_data``'s
 business). Two paths side by side at each size, in the same run:
 
@@ -18,7 +19,7 @@ with each optimisation alone and combined (``--with-compile``: also the compiled
 minutes of compilation each on a CPU).
 
 Run: ``python -m benchmarks.bench_train_step`` (``--help``). Prints the tables and writes
-``results/bench-train-step.json``. Taught alongside ``notebooks/08_training.ipynb``.
+``results/bench-train-step.json``. Taught alongside ``05_training_unet``.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ from torch.utils.data import Dataset
 
 from benchmarks.common import bf16_supported, machine_info, machine_line, markdown_table, matmul_gflops, timed, write_result
 from lib.models.summary import count_flops
-from lib.train import TrainConfig, Trainer, pick_device
+from lib.runtime import pick_device
+from lib.train import TrainConfig, Trainer
 
 SEED_MODEL = {"ndims": 16, "depth": 4, "num_blocks": 1}  # configs/seed.yaml
 DEFAULT_BATCH = {"cpu": 16, "cuda": 64}  # the issue's batch sizes; other devices use the CPU one
@@ -44,7 +46,7 @@ FAST = {"precision": "auto", "channels_last": None, "compile": None}  # the trai
 
 class RandomFaces(Dataset):
     """``n`` fixed random ``(L_n (1,S,S), ab_n (2,S,S))`` pairs: the step's cost does not depend
-    on the pixels, and nothing has to be decoded. Taught with ``notebooks/08_training.ipynb``."""
+    on the pixels, and nothing has to be decoded. Taught with ``05_training_unet``."""
 
     def __init__(self, n: int, image_size: int, seed: int = 0):
         g = torch.Generator().manual_seed(seed)
@@ -63,10 +65,11 @@ def make_trainer(size: int, batch: int, device: str = "cpu", theta: float = 0.0,
                  **options) -> Trainer:
     """A ``Trainer`` of the seed configuration at ``size`` with ``options`` (precision,
     channels_last, compile, ...) on in-memory random faces (or ``datasets``)."""
-    cfg = TrainConfig(dataset="toy", image_size=size, batch_size=batch, model=dict(SEED_MODEL), pixel="l1",
-                      alpha=100.0, beta=1.0, theta=theta, device=device, workers=0, progress=False, num_samples=0,
-                      test_at_end=False, out_dir=tempfile.mkdtemp(prefix="bench_step_"),
-                      **{"threads": torch.get_num_threads(), **options})  # the benchmark's threads, not auto
+    cfg = TrainConfig.from_dict({
+        "dataset": "toy", "image_size": size, "batch_size": batch, "model": dict(SEED_MODEL), "device": device,
+        "loss": {"pixel": "l1", "alpha": 100.0, "beta": 1.0, "theta": theta}, "workers": 0, "progress": False,
+        "num_samples": 0, "test_at_end": False, "out_dir": tempfile.mkdtemp(prefix="bench_step_"),
+        "threads": torch.get_num_threads(), **options})  # the benchmark's threads, not auto
     if datasets is None:
         small = RandomFaces(2, size, seed=1)
         datasets = {"train": RandomFaces(batch, size), "val": small, "test": small}
@@ -80,12 +83,11 @@ def first_batch(tr: Trainer):
 
 
 def time_step(tr: Trainer, batch, min_time: float, warmup: int, max_iters: int | None = None) -> dict:
-    """Seconds per ``optimize_parameters`` (median after ``warmup`` steps; the first ones
-    include torch.compile's compilation, reported separately)."""
+    """Seconds per ``train_step`` (median after ``warmup`` steps; the first ones include
+    torch.compile's compilation, reported separately)."""
 
     def step():
-        tr.set_input(batch)
-        tr.optimize_parameters()  # ends with .tolist(): the device has finished the step
+        tr.train_step(*batch)  # its records end with .tolist(): the device has finished the step
 
     t0 = time.perf_counter()
     step()
@@ -98,9 +100,8 @@ def time_step(tr: Trainer, batch, min_time: float, warmup: int, max_iters: int |
 def flops_per_image(size: int, device: str = "cpu", batch: int = 2, theta: float = 0.0) -> int:
     """FLOPs of one training step per image (eager fp32; ``torch.utils.flop_counter``)."""
     tr = make_trainer(size, batch, device, theta=theta, **PLAIN)
-    batch_ = first_batch(tr)
-    tr.set_input(batch_)
-    return count_flops(tr.optimize_parameters) // batch
+    l_n, ab = first_batch(tr)
+    return count_flops(lambda: tr.train_step(l_n, ab)) // batch
 
 
 def _describe(r: dict) -> str:

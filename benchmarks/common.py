@@ -11,7 +11,7 @@ benchmarks are measured the same way:
 * ``machine_info()``: CPU model, cores, threads, load average, torch version, GPU name;
 * ``markdown_table(header, rows)`` and ``write_result(name, result)`` (``results/bench-<name>.json``).
 
-Taught alongside ``notebooks/08_training.ipynb`` (how fast is a training step, and why).
+Taught alongside ``05_training_unet`` (how fast is a training step, and why).
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ faces and the VGG16 weights come from the paths given, as written by
         --vgg device_carry/vgg16_features_relu3_3.pt --out $OUT/gpu-bench.json
 
 A check on a CPU with tiny settings: ``... --device cpu --sizes 32 --batch 4 --steps 2
---min-time 0.1 --variants l1_p``. Taught alongside ``notebooks/08_training.ipynb``.
+--min-time 0.1 --variants l1_p``. Taught alongside ``05_training_unet``.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ if str(REPO) not in sys.path:  # also runs as `python benchmarks/gpu_bench.py` w
 
 from benchmarks import bench_train_step, gpu_train  # noqa: E402
 from benchmarks.common import machine_line  # noqa: E402
-from lib.train import pick_device  # noqa: E402
+from lib.runtime import pick_device  # noqa: E402
 
 
 def use_vgg_file(path: str) -> str:

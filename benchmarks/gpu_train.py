@@ -18,7 +18,7 @@ Usage (a GPU machine; only torch, torchvision, scikit-image, matplotlib, tqdm, p
     PYTHONPATH=. python benchmarks/gpu_train.py --out results/gpu_train.json [--compile] [--data DIR]
 
 A quick check on CPU: ``--device cpu --size 32 --batch-size 4 --steps 2 --warmup 1``.
-When the VGG16 weights cannot be found offline (``python -m lib.pretrained fetch`` puts them
+When the VGG16 weights cannot be found offline (``make weights`` puts them
 in data/weights/), randomly initialised VGG16 features are used: the same compute, so the
 timing holds, and the JSON says so.
 """
@@ -40,7 +40,9 @@ if str(REPO) not in sys.path:  # also runs as `python benchmarks/gpu_train.py` w
     sys.path.insert(0, str(REPO))
 
 from benchmarks.common import sync  # noqa: E402
-from lib.train import TrainConfig, Trainer, pick_device  # noqa: E402
+from lib.data import ToyFaces, open_splits  # noqa: E402
+from lib.runtime import pick_device  # noqa: E402
+from lib.train import TrainConfig, Trainer  # noqa: E402
 
 EPOCH_IMAGES = 28_000
 SEED_EPOCHS = 120
@@ -64,12 +66,8 @@ class InMemory(torch.utils.data.Dataset):
 
 def make_datasets(args) -> tuple[dict, str]:
     if args.data and args.data != "toy":
-        from lib.data import FaceFolder
-
-        sets = {s: FaceFolder(args.data, split=s, image_size=args.size, cache=True) for s in ("train", "val", "test")}
-        return sets, f"{args.data} (uint8 cache)"
-    from lib.data import ToyFaces
-
+        sets, source = open_splits(args.data, "folder", args.size)
+        return sets, f"{source.describe()} (uint8 cache)"
     toy = ToyFaces(args.pool, image_size=args.size, split="train", flip=False)
     items = [toy[i] for i in range(args.pool)]
     length = args.batch_size * (args.steps + args.warmup + 2)
@@ -101,7 +99,7 @@ def ensure_vgg() -> str:
 def bench_variant(name: str, theta: float, args, datasets, device) -> dict:
     base = TrainConfig.load(args.config)
     cfg = base.with_overrides([
-        f"image_size={args.size}", f"batch_size={args.batch_size}", f"theta={theta}", f"device={args.device}",
+        f"image_size={args.size}", f"batch_size={args.batch_size}", f"loss.theta={theta}", f"device={args.device}",
         f"precision={args.precision}", f"compile={args.compile}", f"workers={args.workers}", "progress=false",
         "test_at_end=false", "num_samples=0", f"out_dir={tempfile.mkdtemp(prefix='gpu_bench_')}",
         "channels_last=true" if device.type == "cuda" else "channels_last=false", "dataset=toy",
@@ -116,23 +114,21 @@ def bench_variant(name: str, theta: float, args, datasets, device) -> dict:
     resident = [(b[0].to(device), b[1].to(device)) for b in batches]
     t0 = time.perf_counter()
     for i in range(args.warmup):
-        tr.set_input(resident[i % 2])
-        tr.optimize_parameters()
+        tr.train_step(*resident[i % 2])
     sync(device)
     warmup_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     for i in range(args.steps):
-        tr.set_input(resident[i % 2])
-        terms = tr.optimize_parameters()
+        g, d = tr.train_step(*resident[i % 2])
     sync(device)
+    terms = {"loss_G": g.loss, **g.terms, **(d.terms if d else {})}
     step_s = (time.perf_counter() - t0) / args.steps
 
     # 2) the same steps fed by the DataLoader
     t0 = time.perf_counter()
     n = 0
     for batch in loader:
-        tr.set_input(batch)
-        tr.optimize_parameters()
+        tr.train_step(*batch)
         n += 1
         if n == args.steps:
             break

@@ -74,14 +74,14 @@ def median_seconds(fn, warmup: int, iters: int) -> tuple[float, list[float]]:
     return statistics.median(times), times
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--size", type=int, default=128)
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--steps", type=int, default=3, help="timed training steps (after one warm-up step)")
     p.add_argument("--infer-iters", type=int, default=5, help="timed inference calls (after one warm-up call)")
-    args = p.parse_args()
+    args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
 

@@ -2,8 +2,8 @@
 
 Into ``device_carry/`` (ignored by git), small enough to travel with the working tree:
 
-* ``celebahq-128/``: a 128x128 JPEG copy of the face folder (resized and centre-cropped
-  exactly as ``lib.data`` does, quality 95), **same relative file names**, so the hash
+* ``celebahq-128/``: a 128x128 JPEG copy of the face folder's usable images (the uint8
+  images ``lib.data.FaceFolder`` prepares, quality 95), **same relative file names**, so the hash
   splits (``lib.data.split_of``) are the same as on the original folder;
 * ``vgg16_features_relu3_3.pt``: the VGG16 ImageNet features cut after relu3_3 (the
   deepest layer the perceptual loss uses), with its content sha256 in ``.sha256``.
@@ -11,7 +11,7 @@ Into ``device_carry/`` (ignored by git), small enough to travel with the working
 Run: ``python -m benchmarks.prepare_device_carry [--data DIR] [--out device_carry]``
 (default data: ``$CELEBAHQ_DIR``, ``data/celeba_hq/``, then ``../shared/data/celebahq-5k``). Existing files are kept, so a
 second run is instant. The faces stay under the CelebA-HQ licence: never commit them.
-Taught alongside ``notebooks/08_training.ipynb``.
+Taught alongside ``05_training_unet``.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from benchmarks.common import find_faces
-from lib.data import DataWarning, FaceFolder, decode_rgb, resize_square
+from lib.data import DataWarning, FaceFolder
 from lib.pretrained import VGG16_LAYERS, state_dict_sha256, vgg16_features
 
 CARRY_LIMIT = 64 * 2**20  # what a device run can carry in all
@@ -36,19 +36,19 @@ def write_faces(root: Path, out: Path, size: int = 128, quality: int = 95) -> in
     """JPEG copies at ``size`` of every usable image of ``root`` (all splits); returns the count."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DataWarning)
-        files = FaceFolder(root, split="all", image_size=size).relpaths  # usable files only (indexed once)
-    for rel in tqdm(files, desc=f"{root.name} -> {out.name}", unit="img", mininterval=1.0):
+        faces = FaceFolder(root, split="all", image_size=size, flip=False)  # checked, resized, cached once
+    for rel, img in tqdm(zip(faces.names, faces.images), total=len(faces), desc=f"{root.name} -> {out.name}",
+                         unit="img", mininterval=1.0):
         target = (out / rel).with_suffix(".jpg")
         if target.is_file():
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
-        img = resize_square(decode_rgb(root / rel), size)  # (3, size, size) uint8
         buf = io.BytesIO()
-        Image.fromarray(img.permute(1, 2, 0).numpy()).save(buf, format="JPEG", quality=quality)
+        Image.fromarray(img.transpose(1, 2, 0)).save(buf, format="JPEG", quality=quality)  # (size, size, 3) uint8
         tmp = target.with_name(target.name + ".tmp")
         tmp.write_bytes(buf.getvalue())
         tmp.replace(target)
-    return len(files)
+    return len(faces)
 
 
 def write_vgg(out: Path, layer: str = "relu3_3") -> Path:

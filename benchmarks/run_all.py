@@ -7,12 +7,12 @@ batch of 64 faces at 256x256, one 1024x1024 photo at full resolution), data load
 (epochs 1 and 2 with and without the uint8 cache), the U-Net alone (NCHW vs channels-last)
 and the colour conversion (lib.color vs scikit-image). Each runs in its own process with
 the same number of torch threads: ``--threads``, by default what the trainer would choose
-(``lib.train.resolve_threads``: one per core not busy with other processes), so a busy
+(``lib.runtime.resolve_threads``: one per core not busy with other processes), so a busy
 shared machine does not turn the numbers into a measure of OpenMP threads waiting.
 
 Run: ``python -m benchmarks.run_all [--only train_step,profile] [--threads N]``; also
 writes ``results/bench-run-all.json`` (the wall time of each part, the machine, the load).
-Taught alongside ``notebooks/08_training.ipynb``.
+Taught alongside ``05_training_unet``.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import time
 import torch
 
 from benchmarks.common import find_faces, machine_info, machine_line, markdown_table, write_result
-from lib.train import resolve_threads
+from lib.runtime import resolve_threads
 
 # name -> (module, arguments): sized so that the whole suite stays under 10 minutes on 2 cores
 BENCHMARKS = {
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.run_all", description=__doc__.split("\n\n")[0])
     p.add_argument("--only", default=None, help=f"comma list of {', '.join(BENCHMARKS)} (default: all)")
     p.add_argument("--threads", type=int, default=None,
-                   help="torch threads of every benchmark (default: lib.train.resolve_threads, as the trainer)")
+                   help="torch threads of every benchmark (default: lib.runtime.resolve_threads, as the trainer)")
     p.add_argument("--quick", action="store_true", help="tiny settings: checks that every benchmark runs")
     p.add_argument("--out-dir", default="results", help="folder of the JSON results (default results/)")
     args = p.parse_args(argv)

@@ -307,10 +307,6 @@ class FaceFolder(_Faces):
         return self._images
 
     @property
-    def relpaths(self) -> list[str]:
-        return self.names
-
-    @property
     def files(self) -> list[Path]:
         """Absolute paths of the usable files of this split, in dataset order."""
         return [self.root / r for r in self.names]

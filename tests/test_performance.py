@@ -12,7 +12,7 @@ import torch
 import lib.color
 import lib.pretrained
 from lib.color import lab_to_rgb, rgb_to_lab
-from lib.train import resolve_channels_last, resolve_compile, resolve_threads
+from lib.runtime import resolve_channels_last, resolve_compile, resolve_threads
 
 CPU, CUDA, MPS = torch.device("cpu"), torch.device("cuda", 0), torch.device("mps")
 
@@ -123,9 +123,8 @@ def test_trainer_applies_the_resolved_defaults(tmp_path):
     assert tr.G.head[0].weight.is_contiguous(memory_format=torch.channels_last)
     if tr.criterion.perceptual is not None:
         assert tr.criterion.perceptual._channels_last, "the trainer puts the VGG in the networks' memory format"
-    tr.set_input(next(iter(tr.train_loader)))
-    terms = tr.optimize_parameters()
-    assert all(torch.isfinite(torch.tensor(v)) for v in terms.values())
+    g, d = tr.train_step(*next(iter(tr.train_loader)))
+    assert d is None and g.terms and all(torch.isfinite(torch.tensor(v)) for v in [g.loss, *g.terms.values()])
 
 
 # --- the benchmark scripts, tiny ----------------------------------------------------------------
@@ -172,3 +171,19 @@ def test_bf16_feature_distance_matches_fp32(kind):
     value.backward()
     ref.backward()
     torch.testing.assert_close(a.grad.float(), a32.grad, rtol=2e-2, atol=1e-6)
+
+
+def test_old_vs_new_child_times_this_tree_and_pairs_ratios(capsys):
+    from benchmarks import bench_old_vs_new, old_vs_new_child
+
+    assert old_vs_new_child.main(["--size", "32", "--batch", "2", "--steps", "1", "--infer-iters", "1"]) == 0
+    r = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert r["api"] == "new" and r["fast_path"]["threads"] == 1
+    assert min(r["train_step_s"], r["forward_s"], r["colorize_batch_s"]) > 0
+    old = [dict(train_step_s=2.0, forward_s=1.0, colorize_batch_s=1.0), dict(train_step_s=4.0, forward_s=1.0,
+                                                                               colorize_batch_s=2.0)]
+    new = [dict(train_step_s=1.0, forward_s=1.0, colorize_batch_s=3.0), dict(train_step_s=4.0, forward_s=2.0,
+                                                                               colorize_batch_s=2.0)]
+    rows = {x["measure"]: x for x in bench_old_vs_new.summarize({"old": old, "new": new})}
+    assert rows["train_step_s"]["ratios"] == [0.5, 1.0], "each new run is divided by the old run of its own pair"
+    assert rows["colorize_batch_s"]["ratio_min"] == 1.0 and rows["colorize_batch_s"]["ratio_max"] == 3.0
