@@ -145,7 +145,7 @@ class ColorizeDemo(widgets.VBox):
                                     description="model B", continuous_update=False)
         self.chroma = widgets.FloatSlider(value=chroma, min=0.0, max=2.0, step=0.05, description="chroma",
                                           continuous_update=False, readout_format=".2f")
-        self.gates = widgets.ToggleButton(value=False, description="attention-gate maps",
+        self.gates = widgets.ToggleButton(value=False, description="gate maps",
                                           tooltip="overlay model A's attention-gate map at each level")
         self.save = widgets.Button(description="save result", tooltip="write model A's colours as a PNG")
         self.image = widgets.Image(format="png")
