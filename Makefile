@@ -31,6 +31,12 @@ demo: weights
 test: weights
 	$(PY) -m pytest
 
+# A grid of training runs and its results table: make ablation GRID=losses PROFILE=cpu (smoke | cpu | full).
+GRID ?= losses
+PROFILE ?= cpu
+ablation: weights
+	$(PY) -m lib ablate --grid $(GRID) --profile $(PROFILE)
+
 bench: weights
 	$(PY) -m benchmarks.run_all
 

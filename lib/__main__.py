@@ -1,4 +1,4 @@
-"""Command line: ``python -m lib <command>`` (demo, train, evaluate, colorize, export).
+"""Command line: ``python -m lib <command>`` (demo, train, evaluate, colorize, ablate, export).
 
 Each command lives in the module that owns the work; this file parses, checks the options
 before any work, and is the one error path: an expected failure (:class:`lib.errors.UserError`:
@@ -16,7 +16,7 @@ import textwrap
 
 import yaml
 
-from lib import colorize, demo, evaluate, train
+from lib import ablation, colorize, demo, evaluate, train
 from lib.checkpoint import export_generator
 from lib.config import DEVICE_PATTERN, TrainConfig, flat_dict, option_help
 from lib.errors import UserError
@@ -123,6 +123,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("colorize", help="colorize photos of any size with the shipped model or a checkpoint")
     colorize.add_arguments(p)
     p.set_defaults(run=colorize.run)
+
+    p = sub.add_parser("ablate", help="train and measure a grid of runs (configs/grids/), write results/GRID-PROFILE.md")
+    ablation.add_arguments(p)
+    p.set_defaults(run=ablation.run)
 
     p = sub.add_parser("export", help="write a checkpoint's generator (its EMA weights if any) as a small fp16 file",
                        description="Write the generator of a training checkpoint as a generator-only file "
