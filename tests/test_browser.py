@@ -167,7 +167,7 @@ def test_demo_runs_in_jupyterlab_in_chromium(lab, tmp_path):
 
             out = EXECUTED / "browser"
             out.mkdir(parents=True, exist_ok=True)
-            set_chroma("1.2")
+            set_chroma("1")  # back to the model's own colours for the screenshot
             shot = out / "09_demo_screenshot.png"
             page.locator(".jp-OutputArea-output").last.screenshot(path=str(shot))
             if shipped:
