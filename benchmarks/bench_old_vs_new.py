@@ -7,9 +7,12 @@ number of steps; children alternate old, new, old, new, ... (``--repeats`` pairs
 shared, noisy core slows both alike. Each child reports its median training step (seed
 config: U-Net ndims 16, depth 4, one ViT block; 100 L1 + 1 VGG16 perceptual; Adam; the
 trainer's default fast path for the CPU), the median U-Net forward (eval, inference mode)
-and the median ``colorize_batch`` call on the same batch. The ratio new/old is taken per
-pair (the two children next to each other in time); the table gives the median ratio and
-its spread (min..max) over the pairs.
+and the median ``colorize_batch`` call on the same batch, each as wall time and as the
+child's CPU time (one thread: the CPU time is the work itself and moves much less than the
+wall time when other processes share the core). The ratio new/old is taken per pair (the
+two children next to each other in time); the table gives the median ratio and its spread
+(min..max) over the pairs. The JSON is rewritten after every child, so a run cut short
+keeps what it measured.
 
 The old tree is a detached worktree of the last main before the redesign::
 
@@ -36,8 +39,9 @@ from benchmarks.common import machine_info, machine_line, markdown_table, write_
 
 REPO = Path(__file__).resolve().parents[1]
 CHILD = Path(__file__).resolve().with_name("old_vs_new_child.py")
-MEASURES = (("train_step_s", "training step (fast path)"), ("forward_s", "U-Net forward, eval"),
-            ("colorize_batch_s", "colorize_batch"))
+MEASURES = (("train_step_cpu_s", "training step (fast path), CPU time"), ("train_step_s", "training step (fast path), wall"),
+            ("forward_cpu_s", "U-Net forward, eval, CPU time"), ("forward_s", "U-Net forward, eval, wall"),
+            ("colorize_batch_cpu_s", "colorize_batch, CPU time"), ("colorize_batch_s", "colorize_batch, wall"))
 
 
 def cpu_flags() -> dict[str, bool]:
@@ -81,6 +85,8 @@ def summarize(runs: dict[str, list[dict]]) -> list[dict]:
         old = [r[key] for r in runs["old"]]
         new = [r[key] for r in runs["new"]]
         ratios = [n / o for o, n in zip(old, new)]
+        if not ratios:
+            continue
         rows.append({"measure": key, "name": name, "old_s": old, "new_s": new, "ratios": ratios,
                      "ratio_median": statistics.median(ratios), "ratio_min": min(ratios), "ratio_max": max(ratios)})
     return rows
@@ -90,7 +96,7 @@ def format_table(result: dict) -> str:
     b, s = result["batch"], result["size"]
     body = []
     for r in result["rows"]:
-        per = "s/step" if r["measure"] == "train_step_s" else "s/call"
+        per = "s/step" if r["measure"].startswith("train_step") else "s/call"
         body.append([f"{r['name']}, batch {b} at {s}x{s}",
                      f"{statistics.median(r['old_s']):.3f} {per} ({b / statistics.median(r['old_s']):.2f} img/s)",
                      f"{statistics.median(r['new_s']):.3f} {per} ({b / statistics.median(r['new_s']):.2f} img/s)",
@@ -131,23 +137,31 @@ def main(argv: list[str] | None = None) -> int:
         for name in ("old", "new"):
             r = run_child(trees[name], args)
             runs[name].append(r)
-            print(f"[old-vs-new] pair {i + 1}/{args.repeats} {name}: step {r['train_step_s']:.3f} s, forward "
-                  f"{r['forward_s']:.3f} s, colorize_batch {r['colorize_batch_s']:.3f} s (load {r['load_avg_1min']:.2f}, "
-                  f"child {r['wall_s']:.0f} s)", flush=True)
+            print(f"[old-vs-new] pair {i + 1}/{args.repeats} {name}: step {r['train_step_s']:.3f} s "
+                  f"(CPU {r['train_step_cpu_s']:.3f} s), forward {r['forward_s']:.3f} s (CPU {r['forward_cpu_s']:.3f} s), "
+                  f"colorize_batch {r['colorize_batch_s']:.3f} s (CPU {r['colorize_batch_cpu_s']:.3f} s) "
+                  f"(load {r['load_avg_1min']:.2f}, child {r['wall_s']:.0f} s)", flush=True)
+            write_result("old-vs-new", report(info, trees, args, runs, t0), args.out)  # a cut-short run keeps this
     fast = runs["new"][0]["fast_path"]
     if any(r["fast_path"] != fast for rs in runs.values() for r in rs):  # then the ratio compares other work
         print(f"[old-vs-new] warning: the trees resolved different fast paths: old {runs['old'][0]['fast_path']}, "
               f"new {fast}")
-    loads = [r["load_avg_1min"] for rs in runs.values() for r in rs]
-    result = {"benchmark": "old_vs_new", "machine": info, "cpu_flags": cpu_flags(),
-              "old_tree": f"{trees['old']} at {git_state(trees['old'])}",
-              "new_tree": f"{trees['new']} at {git_state(trees['new'])}", "size": args.size, "batch": args.batch,
-              "threads": args.threads, "steps": args.steps, "infer_iters": args.infer_iters, "repeats": args.repeats,
-              "fast_path": fast, "load_min": min(loads), "load_max": max(loads),
-              "wall_s": time.perf_counter() - t0, "runs": runs, "rows": summarize(runs)}
+    result = report(info, trees, args, runs, t0)
     print(format_table(result))
     print(f"[old-vs-new] {result['wall_s'] / 60:.1f} min; wrote {write_result('old-vs-new', result, args.out)}")
     return 0
+
+
+def report(info: dict, trees: dict, args, runs: dict, t0: float) -> dict:
+    """The result so far (written after every child)."""
+    loads = [r["load_avg_1min"] for rs in runs.values() for r in rs]
+    fast = next((r["fast_path"] for rs in runs.values() for r in rs), {})
+    return {"benchmark": "old_vs_new", "machine": info, "cpu_flags": cpu_flags(),
+          "old_tree": f"{trees['old']} at {git_state(trees['old'])}",
+          "new_tree": f"{trees['new']} at {git_state(trees['new'])}", "size": args.size, "batch": args.batch,
+          "threads": args.threads, "steps": args.steps, "infer_iters": args.infer_iters, "repeats": args.repeats,
+          "fast_path": fast, "load_min": min(loads), "load_max": max(loads),
+          "wall_s": time.perf_counter() - t0, "runs": runs, "rows": summarize(runs)}
 
 
 if __name__ == "__main__":

@@ -63,15 +63,18 @@ def make_trainer(size: int, batch: int, threads: int) -> tuple[Trainer, str]:
     return tr, "new" if hasattr(tr, "train_step") else "old"
 
 
-def median_seconds(fn, warmup: int, iters: int) -> tuple[float, list[float]]:
+def median_seconds(fn, warmup: int, iters: int) -> tuple[float, list[float], float]:
+    """Median wall seconds per call, all of them, and the median CPU seconds of this process
+    per call (on one thread: the work itself, much less moved by other processes sharing the core)."""
     for _ in range(warmup):
         fn()
-    times = []
+    times, cpu = [], []
     for _ in range(iters):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         fn()
         times.append(time.perf_counter() - t0)
-    return statistics.median(times), times
+        cpu.append(time.process_time() - c0)
+    return statistics.median(times), times, statistics.median(cpu)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -95,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         def step():
             tr.set_input((l_n, ab))
             return tr.optimize_parameters()["loss_G"]
-    train_s, train_all = median_seconds(step, 1, args.steps)
+    train_s, train_all, train_cpu = median_seconds(step, 1, args.steps)
     fast_path = {"precision": tr.precision, "channels_last": tr.channels_last, "compile": tr.compile,
                  "threads": torch.get_num_threads()}
 
@@ -106,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         with torch.inference_mode():
             return model(x)  # (B, 2, S, S)
 
-    fwd_s, fwd_all = median_seconds(forward, 1, args.infer_iters)
+    fwd_s, fwd_all, fwd_cpu = median_seconds(forward, 1, args.infer_iters)
     g = torch.Generator().manual_seed(2)
     images = [torch.randint(0, 256, (3, args.size, args.size), generator=g, dtype=torch.uint8) for _ in range(args.batch)]
     old_colorize = next(iter(inspect.signature(colorize_batch).parameters)) == "model"  # old: (model, images, size, batch_size)
@@ -116,11 +119,11 @@ def main(argv: list[str] | None = None) -> int:
     else:
         def colorize():
             return colorize_batch(images, model, size=args.size, batch_size=args.batch)
-    col_s, col_all = median_seconds(colorize, 1, args.infer_iters)
+    col_s, col_all, col_cpu = median_seconds(colorize, 1, args.infer_iters)
     print(json.dumps({"api": api, "lib": lib.__file__, "torch": torch.__version__, "fast_path": fast_path,
                       "size": args.size, "batch": args.batch, "train_step_s": train_s, "train_step_all_s": train_all,
-                      "forward_s": fwd_s, "forward_all_s": fwd_all, "colorize_batch_s": col_s,
-                      "colorize_batch_all_s": col_all}))
+                      "train_step_cpu_s": train_cpu, "forward_s": fwd_s, "forward_all_s": fwd_all, "forward_cpu_s": fwd_cpu,
+                      "colorize_batch_s": col_s, "colorize_batch_all_s": col_all, "colorize_batch_cpu_s": col_cpu}))
     return 0
 
 

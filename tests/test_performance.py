@@ -179,11 +179,13 @@ def test_old_vs_new_child_times_this_tree_and_pairs_ratios(capsys):
     assert old_vs_new_child.main(["--size", "32", "--batch", "2", "--steps", "1", "--infer-iters", "1"]) == 0
     r = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert r["api"] == "new" and r["fast_path"]["threads"] == 1
-    assert min(r["train_step_s"], r["forward_s"], r["colorize_batch_s"]) > 0
-    old = [dict(train_step_s=2.0, forward_s=1.0, colorize_batch_s=1.0), dict(train_step_s=4.0, forward_s=1.0,
-                                                                               colorize_batch_s=2.0)]
-    new = [dict(train_step_s=1.0, forward_s=1.0, colorize_batch_s=3.0), dict(train_step_s=4.0, forward_s=2.0,
-                                                                               colorize_batch_s=2.0)]
+    assert min(r["train_step_s"], r["forward_s"], r["colorize_batch_s"], r["train_step_cpu_s"]) > 0
+
+    def runs(step, fwd, col):  # one child's medians, CPU time = wall time here
+        return {k: v for name, v in (("train_step", step), ("forward", fwd), ("colorize_batch", col))
+                for k in (f"{name}_s", f"{name}_cpu_s")}
+
+    old, new = [runs(2.0, 1.0, 1.0), runs(4.0, 1.0, 2.0)], [runs(1.0, 1.0, 3.0), runs(4.0, 2.0, 2.0)]
     rows = {x["measure"]: x for x in bench_old_vs_new.summarize({"old": old, "new": new})}
     assert rows["train_step_s"]["ratios"] == [0.5, 1.0], "each new run is divided by the old run of its own pair"
-    assert rows["colorize_batch_s"]["ratio_min"] == 1.0 and rows["colorize_batch_s"]["ratio_max"] == 3.0
+    assert rows["colorize_batch_cpu_s"]["ratio_min"] == 1.0 and rows["colorize_batch_cpu_s"]["ratio_max"] == 3.0
