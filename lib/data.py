@@ -50,7 +50,7 @@ from lib.utils import atomic_write, cache_dir, clean_stale_temp_files, write_tex
 __all__ = [
     "IMAGE_EXTENSIONS", "SPLITS", "FRACTIONS", "GRAYSCALE_CHROMA", "MIN_SIDE", "DataWarning", "DataSource", "FaceFolder", "ToyFaces",
     "open_splits", "reopen_splits", "split_of", "list_image_files", "check_face", "decode_rgb",
-    "resize_square", "rgb_uint8_to_lab_norm", "resolve_data_root", "folder_fingerprint", "make_dataset",
+    "resize_square", "rgb_uint8_to_lab_norm", "resolve_data_root", "folder_fingerprint",
 ]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")  # matched case-insensitively
@@ -492,10 +492,3 @@ def reopen_splits(source: dict, image_size: int, splits: tuple[str, ...] = SPLIT
                       f"({src.describe()} then)", DataWarning, stacklevel=2)
     return open_splits(src.root, "folder", image_size, splits, **kwargs)
 
-
-def make_dataset(root: str | Path | None = None, split: str = "train", image_size: int = 128, **kw) -> Dataset:
-    """One split from ``open_splits`` (kept until every caller uses ``open_splits``)."""
-    kw.pop("num_images", None)
-    kw.pop("flip", None)
-    sets, _ = open_splits(root, "auto", image_size, (split,), **kw)
-    return sets[split]
