@@ -24,7 +24,7 @@ weights: $(STAMP)
 	$(PY) tools/fetch_weights.py
 
 # Every notebook in the demo profile (papermill; executed copies in executed/demo/, figures in figures/),
-# one line each, then the README figures.
+# one line each, then the README figures, last the shipped model on the bundled photos (figures/demo_*).
 demo: weights
 	$(PY) -m lib.demo --profile demo
 
