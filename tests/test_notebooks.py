@@ -81,6 +81,9 @@ def test_notebook_follows_the_conventions(path):
         assert params[name] == default, f"{path.name}: {name} defaults to {params[name]!r}, expected {default!r}"
     assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith(f"# {path.stem[:2]} ·"), \
         "the first cell is the title '# NN · ...' with the learning goals"
+    titles = [c.id for c in nb.cells[1:] if c.cell_type == "markdown" and re.match(r"# ", c.source)]
+    assert not titles, (f"{path.name}: markdown cells {titles} start with '# ' (a title-sized heading, or text "
+                        "commented as in a script): only the first cell is the title; sections are '## N · ...'")
     text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
     for needed in ("Learning goals", "## Summary", "## Exercises", "<details>"):
         assert needed in text, f"{path.name}: no {needed!r} (see notebooks/README.md)"
