@@ -10,18 +10,22 @@ Taught in ``08_ablation_study``; the command is ``python -m lib ablate --grid lo
       l1_p: {loss.pixel: l1}
       l1_p_g: {loss.pixel: l1, loss.theta: 0.08}
     reference: {l1_p: {psnr_rgb_pooled64: 25.23, ssim_rgb: 0.964}}   # optional: published values
+    repeats: {l1_p_seed1: {run: l1_p, seed: 1}}   # optional: a run again with another seed
 
 A profile scales the budget of every run alike (size, epochs, images, batch; ``PROFILES``).
 Each run is a papermill execution of the training notebook (``05_training_unet``, or
 ``06_gan_training`` when ``loss.theta > 0``) when that notebook takes the parameters
-``train_overrides`` (``"key=value;key=value"``, applied last) and ``out_dir``; otherwise (or with
+``train_overrides`` (``"key=value;key=value"``: every option in which the run differs from
+``configs/seed.yaml``, the config the notebook loads) and ``out_dir``; otherwise (or with
 ``runner="train"``) it runs ``lib.train.Trainer`` directly. Per run, under
 ``results/<grid>-<profile>/<run>/``: ``config.yaml``, the training folder ``run/`` (checkpoints,
 history), the executed notebook or ``train.log``, and ``metrics.json`` (the test split's summary
 and per-image values, written last: a run with it is finished and skipped on a re-run). A
 failing run leaves ``error.txt`` and the others go on. ``results_table`` writes
 ``results/<grid>-<profile>.md``: rows = runs + baselines, rank superscripts per column, and a
-paired-bootstrap 95 % interval of each row's PSNR difference from the best run.
+paired-bootstrap 95 % interval of each row's PSNR difference from the best run. A repeat (the
+same run with another seed) is trained like a run but neither ranked nor chosen as the best: it is
+the seed-to-seed spread that the differences between runs are read against.
 """
 
 from __future__ import annotations
@@ -50,11 +54,12 @@ from lib.train import Trainer
 from lib.utils import write_text_atomic
 
 __all__ = ["GRIDS", "RESULTS", "PROFILES", "COLUMNS", "Grid", "load_grid", "run_config", "run_grid", "results_table",
-           "write_table", "load_results", "sample_faces", "add_arguments", "run"]
+           "seed_spread", "write_table", "load_results", "sample_faces", "add_arguments", "run"]
 
 GRIDS = REPO_ROOT / "configs" / "grids"
 RESULTS = REPO_ROOT / "results"
 NOTEBOOKS = REPO_ROOT / "notebooks"
+NOTEBOOK_BASE = REPO_ROOT / "configs" / "seed.yaml"  # the config the training notebooks load before train_overrides
 # The budget of each profile (TrainConfig overrides applied after the run's own) and whether FID/KID are measured.
 PROFILES: dict[str, dict] = {
     "smoke": {"overrides": {"image_size": 32, "epochs": 1, "max_images": 32, "toy_images": 32, "batch_size": 8,
@@ -83,6 +88,18 @@ class Grid:
     runs: dict[str, dict]
     description: str = ""
     reference: dict[str, dict] = field(default_factory=dict)  # published values per run, shown beside ours
+    repeats: dict[str, dict] = field(default_factory=dict)  # name -> {"run": a run's name, "seed": another seed}
+
+    def overrides(self, name: str) -> dict:
+        """The TrainConfig overrides of a run or of a repeat (its run's, with the repeat's seed)."""
+        if name in self.repeats:
+            return {**self.runs[self.repeats[name]["run"]], "seed": self.repeats[name]["seed"]}
+        return self.runs[name]
+
+    @property
+    def names(self) -> list[str]:
+        """Every run, then every repeat, in the grid file's order."""
+        return list(self.runs) + list(self.repeats)
 
 
 def load_grid(name_or_path: str | Path) -> Grid:
@@ -97,8 +114,13 @@ def load_grid(name_or_path: str | Path) -> Grid:
     runs = data.get("runs")
     if not isinstance(runs, dict) or not runs or not all(isinstance(v, dict) for v in runs.values()):
         raise ConfigError(f"{path}: 'runs' must map each run name to a mapping of overrides")
+    repeats = data.get("repeats") or {}
+    bad = [n for n, r in repeats.items() if not (isinstance(r, dict) and r.get("run") in runs
+                                                 and isinstance(r.get("seed"), int))]
+    if bad:
+        raise ConfigError(f"{path}: repeats {', '.join(bad)} must each be {{run: <one of {', '.join(runs)}>, seed: <int>}}")
     return Grid(path.stem, data.get("base", "configs/seed.yaml"), runs, data.get("description", ""),
-                data.get("reference") or {})
+                data.get("reference") or {}, repeats)
 
 
 def _value(v) -> str:
@@ -111,7 +133,7 @@ def run_config(grid: Grid, run: str, profile: str, out_dir: Path, extra: list[st
     ``extra`` (``["key=value"]``), then the run folder and quiet logging."""
     if profile not in PROFILES:
         raise ConfigError(f"option '--profile' must be one of {', '.join(PROFILES)}; got {profile!r}")
-    items = {**grid.runs[run], **PROFILES[profile]["overrides"]}
+    items = {**grid.overrides(run), **PROFILES[profile]["overrides"]}
     sets = [f"{k}={_value(v)}" for k, v in items.items()] + list(extra or [])
     sets += [f"out_dir={out_dir}", "progress=false", "test_at_end=false", "resume=auto"]
     return TrainConfig.load(REPO_ROOT / grid.base).with_overrides(sets)
@@ -139,7 +161,11 @@ def _train(cfg: TrainConfig, run_dir: Path, runner: str) -> str:
         papermill.execute_notebook(str(notebook), str(run_dir / notebook.name), kernel_name="python3",
                                    parameters={"profile": "full", "train_overrides": overrides,
                                                "out_dir": cfg.out_dir, "data_root": cfg.data_root},
-                                   cwd=str(notebook.parent), progress_bar=False, log_output=False)
+                                   cwd=str(notebook.parent), progress_bar=False, log_output=False,
+                                   extra_arguments=["--IPKernelApp.log_level=CRITICAL"])  # no kernel start-up warnings
+        trained = TrainConfig.load(Path(cfg.out_dir) / "config.yaml")  # what the notebook's Trainer saved
+        if trained.diff(cfg):
+            raise ConfigError(f"{notebook.name} trained another config than the run's: {trained.diff(cfg)}")
         return notebook.name
     with open(run_dir / "train.log", "a") as log, contextlib.redirect_stdout(log):
         result = Trainer(cfg).fit()
@@ -148,9 +174,11 @@ def _train(cfg: TrainConfig, run_dir: Path, runner: str) -> str:
     return "lib.train"
 
 
-def _flat_overrides(cfg: TrainConfig) -> dict:
-    """Every option of ``cfg`` that differs from the defaults, as dotted keys."""
-    return {k: b for k, (b, _) in cfg.diff(TrainConfig()).items()}
+def _flat_overrides(cfg: TrainConfig, base: Path = NOTEBOOK_BASE) -> dict:
+    """Every option of ``cfg`` that differs from the config file ``base``, as dotted keys: applied
+    to ``base`` they give ``cfg`` back exactly (a diff from the dataclass defaults would not: an
+    option the run leaves at its default but ``base`` sets, e.g. ``workers``, would be lost)."""
+    return {k: b for k, (b, _) in cfg.diff(TrainConfig.load(base)).items()}
 
 
 class _Measure:
@@ -189,10 +217,10 @@ def run_grid(grid: str | Grid, profile: str = "smoke", *, results: str | Path = 
     "failed": {run: error}, "table": path}``. Taught in ``08_ablation_study``.
     """
     grid = grid if isinstance(grid, Grid) else load_grid(grid)
-    names = [n for n in grid.runs if not only or n in only]
-    unknown = sorted(set(only or ()) - set(grid.runs))
+    names = [n for n in grid.names if not only or n in only]
+    unknown = sorted(set(only or ()) - set(grid.names))
     if unknown:
-        raise ConfigError(f"grid {grid.name!r} has no run {', '.join(unknown)}; its runs: {', '.join(grid.runs)}")
+        raise ConfigError(f"grid {grid.name!r} has no run {', '.join(unknown)}; its runs: {', '.join(grid.names)}")
     folder = Path(results) / f"{grid.name}-{profile}"
     measure = _Measure(PROFILES[profile]["fid"] if profile in PROFILES else False)
     status = {"done": [], "skipped": [], "failed": {}}
@@ -215,7 +243,7 @@ def run_grid(grid: str | Grid, profile: str = "smoke", *, results: str | Path = 
             report = measure(predictor(model, "cpu"), loader)
             report.update(run=name, grid=grid.name, profile=profile, runner=how, seconds=time.perf_counter() - t0,
                           data=source.describe(), data_source=source.to_dict(), image_size=cfg.image_size,
-                          best_epoch=ckpt["best"]["epoch"], overrides=grid.runs[name], config=cfg.to_dict())
+                          best_epoch=ckpt["best"]["epoch"], overrides=grid.overrides(name), config=cfg.to_dict())
             _baselines(folder, measure, loader, train, source, cfg.image_size)
             write_json(run_dir / "metrics.json", report)  # last: its presence marks the run finished
             status["done"].append(name)
@@ -251,7 +279,7 @@ def load_results(grid: str | Grid, profile: str, results: str | Path = RESULTS) 
     (grid order); each has ``summary`` and ``per_image``, a run also its ``config``."""
     grid = grid if isinstance(grid, Grid) else load_grid(grid)
     folder = Path(results) / f"{grid.name}-{profile}"
-    runs = {n: json.loads((folder / n / "metrics.json").read_text()) for n in grid.runs
+    runs = {n: json.loads((folder / n / "metrics.json").read_text()) for n in grid.names
             if (folder / n / "metrics.json").is_file()}
     path = folder / "baselines.json"
     base = json.loads(path.read_text()) if path.is_file() else {}
@@ -277,11 +305,12 @@ def results_table(grid: str | Grid, profile: str, results: str | Path = RESULTS,
     paired-bootstrap interval over the test faces; the grid's published values beside ours.
     """
     grid = grid if isinstance(grid, Grid) else load_grid(grid)
-    runs, baselines = load_results(grid, profile, results)
+    finished, baselines = load_results(grid, profile, results)
+    runs = {n: r for n, r in finished.items() if n not in grid.repeats}  # ranked; repeats are shown, not ranked
     if not runs:
         return f"no finished runs of grid {grid.name!r} in profile {profile!r}"
-    rows = {**{n: r for n, r in runs.items()}, **baselines}
-    cols = [(k, h, up) for k, h, up in COLUMNS if all(k in r["summary"] for r in runs.values())]
+    rows = {**finished, **baselines}
+    cols = [(k, h, up) for k, h, up in COLUMNS if all(k in r["summary"] for r in finished.values())]
     ranks = {}
     for k, _, up in cols:
         order = sorted(runs, key=lambda n: runs[n]["summary"][k], reverse=up)
@@ -291,7 +320,8 @@ def results_table(grid: str | Grid, profile: str, results: str | Path = RESULTS,
     head = ["run"] + [h for _, h, _ in cols] + [f"Δ PSNR rgb vs {best} [95% CI]"] + [f"reference {k}" for k in ref_cols]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for n, r in rows.items():
-        cells = [n if n in runs else f"*{n}* (baseline)"]
+        rep = grid.repeats.get(n)
+        cells = [n if n in runs else f"{n} ({rep['run']}, seed {rep['seed']})" if rep else f"*{n}* (baseline)"]
         for k, _, _ in cols:
             v = r["summary"].get(k)
             text = "" if v is None else f"{v:.2f}" if abs(v) >= 10 else f"{v:.3f}" if k != "kid" else f"{v:.4f}"
@@ -309,11 +339,30 @@ def results_table(grid: str | Grid, profile: str, results: str | Path = RESULTS,
             f"{any_run['data']}; test split, {any_run['summary']['n_images']} images at {any_run['image_size']}px.",
             "Per-image means over the test faces except `PSNR rgb pooled64` (MSE pooled over groups of 64, as the "
             "reference table was measured); superscripts rank the runs per column (1 = best); the interval is a paired "
-            f"bootstrap over the test faces ({n_resamples} resamples). One seed per run unless the run names say otherwise."]
+            f"bootstrap over the test faces ({n_resamples} resamples)."]
+    spread = seed_spread(grid, finished, n_resamples)
+    if spread:
+        note.append("Seed-to-seed spread (the same run trained again with another seed, same test faces): " + "; ".join(
+            f"{r} seed {s} - seed {s0}: {d:+.2f} dB [{lo:+.2f}, {hi:+.2f}]" for r, s, s0, d, lo, hi in spread)
+            + ". A difference between runs smaller than this is not a finding.")
+    else:
+        note.append("One seed per run: the seed-to-seed spread is not measured here.")
     if grid.reference:
         note.append("Reference values: the reference study's table (128x128, FaceNet perceptual loss, its own test set); "
                     "compare them only with the pooled column.")
     return "\n".join(note) + "\n\n" + "\n".join(lines) + "\n"
+
+
+def seed_spread(grid: Grid, finished: dict, n_resamples: int = 2000) -> list[tuple]:
+    """``(run, seed, run's seed, mean PSNR_rgb difference, low, high)`` for each finished repeat
+    whose run is finished too: the repeat minus the run, paired-bootstrap 95 % interval."""
+    out = []
+    for name, rep in grid.repeats.items():
+        if name in finished and rep["run"] in finished:
+            a, b = finished[name], finished[rep["run"]]
+            d, lo, hi = paired_bootstrap(a["per_image"]["psnr_rgb"], b["per_image"]["psnr_rgb"], n_resamples)
+            out.append((rep["run"], rep["seed"], b["config"]["seed"], d, lo, hi))
+    return out
 
 
 def write_table(grid: str | Grid, profile: str, results: str | Path = RESULTS) -> Path:

@@ -85,3 +85,40 @@ def test_table_ranks_each_column_in_its_direction_and_gives_paired_intervals(tmp
     assert "(best)" in rows["good"]
     d, lo, hi = (float(x) for x in rows["bad"].split(" | ")[-1].strip(" |").replace("[", "").replace("]", "").replace(",", "").split())
     assert lo < d < hi < 0 and hi - lo < 0.1, "paired: the shared difficulty cancels, the interval is narrow"
+
+
+def test_notebook_overrides_rebuild_the_run_config_exactly(tmp_path):
+    """The training notebooks load configs/seed.yaml and apply ``train_overrides``: that must give the run's config
+    back, including options the run leaves at the dataclass default while seed.yaml sets them (workers, dataset)."""
+    from lib.ablation import NOTEBOOK_BASE, _flat_overrides, _value
+    from lib.config import TrainConfig
+
+    grid = load_grid("losses")
+    for run in ("l2_p", "l1_p_g"):
+        cfg = run_config(grid, run, "smoke", tmp_path / "run")
+        items = [f"{k}={_value(v)}" for k, v in _flat_overrides(cfg).items()]
+        assert not TrainConfig.load(NOTEBOOK_BASE).with_overrides(items).diff(cfg), run
+        assert all(";" not in item for item in items), "train_overrides is joined with ';'"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_a_smoke_run_trains_through_the_training_notebook(tmp_path):
+    """runner="notebook": papermill runs 05_training_unet with train_overrides and out_dir; the notebook trains
+    that run, skips its lesson, and the grid measures the checkpoint it wrote."""
+    import nbformat
+
+    status = run_grid(_grid({"a": {"loss.pixel": "l1", "loss.theta": 0.0}}), "smoke", results=tmp_path,
+                      runner="notebook", extra=["dataset=toy"], log=lambda line: None)
+    assert status["done"] == ["a"] and not status["failed"], status
+    folder = tmp_path / "tiny-smoke" / "a"
+    m = json.loads((folder / "metrics.json").read_text())
+    assert m["runner"] == "05_training_unet.ipynb" and m["config"]["loss"]["pixel"] == "l1"
+    executed = nbformat.read(folder / "05_training_unet.ipynb", as_version=4)
+    code = [c for c in executed.cells if c.cell_type == "code"]
+    said = ["".join(o.get("text", "") for o in c.outputs) for c in code]
+    branch = next(i for i, c in enumerate(code) if c.source.startswith("ablation_run"))
+    assert "finished after 1 epochs" in said[branch] and "skipped" in said[branch]
+    assert not any(c.outputs for c in code[branch + 1:]), "the lesson's cells after the ablation branch are no-ops"
+    assert not any(o.get("name") == "stderr" or o.output_type == "error" for c in code for o in c.outputs)
+    assert (folder / "run" / "best.pt").is_file() and (folder / "run" / "config.yaml").is_file()
