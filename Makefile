@@ -1,5 +1,5 @@
 # Two commands for a new user: `make demo` and `make test`. Each creates .venv on first use.
-# Everything else: setup, weights, bench, ablation, lab, strip, pin, clean-venv.
+# Everything else: setup, weights, bench, ablation, lab, app, strip, pin, clean-venv.
 SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # extra pip options, e.g. PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu" for the CPU wheels
 PIP_ARGS ?=
 
-.PHONY: setup weights demo test bench ablation lab strip pin clean-venv
+.PHONY: setup weights demo test bench ablation lab app strip pin clean-venv
 
 setup: $(STAMP)
 
@@ -46,6 +46,20 @@ LAB_ARGS ?=
 lab: $(STAMP)
 	$(PY) -m ipykernel install --user --name facecolor --display-name "facecolor (.venv)"
 	$(VENV)/bin/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
+
+# The demo notebook (09) as a standalone page with Voila (the app extra, installed on first use; no test needs it).
+# It serves a copy in executed/app/ (papermill --prepare-only) whose figures and saved results stay there, not in figures/.
+# APP_PROFILE: the notebook's profile (smoke: the page is ready in about a minute; demo: 64 test faces scored first).
+# APP_ARGS for Voila's options, e.g. APP_ARGS="--no-browser --port 8867" (default port 8866).
+APP_PROFILE ?= smoke
+APP_ARGS ?=
+APP_DIR := executed/app
+app: $(STAMP)
+	@test -x $(VENV)/bin/voila || $(PY) -m pip install $(PIP_ARGS) -e '.[dev,app]'
+	@mkdir -p $(APP_DIR)
+	$(PY) -m papermill --prepare-only --log-level WARNING notebooks/09_interactive_demo.ipynb $(APP_DIR)/09_interactive_demo.ipynb \
+		-p profile $(APP_PROFILE) -p figures_dir $(CURDIR)/$(APP_DIR)/figures -p save_dir $(CURDIR)/$(APP_DIR)/colorized
+	$(VENV)/bin/voila $(APP_DIR)/09_interactive_demo.ipynb $(APP_ARGS)
 
 # Notebooks are stored without outputs (tests/test_notebooks.py fails otherwise).
 strip: $(STAMP)
