@@ -33,7 +33,8 @@ from lib.models import UNet, UNetConfig
 from lib.utils import atomic_write
 
 __all__ = ["CHECKPOINT_FORMAT", "SHIPPED", "CheckpointMismatchError", "save_checkpoint", "load_checkpoint",
-           "load_state_checked", "load_generator", "export_generator", "resume_point"]
+           "load_state_checked", "load_generator", "load_generator_weights", "export_generator", "resume_point",
+           "training_checkpoint", "load_training_state"]
 
 CHECKPOINT_FORMAT = "facecolor-checkpoint-v2"
 _V1 = "facecolor-checkpoint-v1"
@@ -156,9 +157,18 @@ def load_generator(path: str | os.PathLike | None = None, device: str | torch.de
         model = UNet(UNetConfig.from_dict(ckpt["model_config"]))
     except (AssertionError, TypeError, ValueError) as e:
         raise CheckpointError(f"{str(path)!r}: its model_config does not build a UNet ({e})") from None
-    load_state_checked(model, generator_weights(ckpt), what="generator", saved_config=ckpt["model_config"],
-                       current_config=model.config.to_dict())
+    load_generator_weights(model, ckpt)
     return model.to(device).eval(), ckpt
+
+
+def load_generator_weights(model: UNet, ckpt: dict) -> None:
+    """Load the generator weights of ``ckpt`` (its EMA weights when it has them) into ``model``;
+    another architecture raises :class:`CheckpointMismatchError`. ``init_from`` starts a run so."""
+    _load_net(model, generator_weights(ckpt), ckpt["model_config"], "generator")
+
+
+def _load_net(net: nn.Module, state: dict, saved_config: dict, what: str) -> None:
+    load_state_checked(net, state, what=what, saved_config=saved_config, current_config=net.config.to_dict())
 
 
 def export_generator(src: str | os.PathLike, dst: str | os.PathLike, dtype: torch.dtype = torch.float16,
@@ -199,3 +209,37 @@ def resume_point(ckpt: dict, world_size: int, source: DataSource | None) -> int:
         raise CheckpointError(f"the checkpoint stopped mid-epoch with {old_world} process(es); resume with as many "
                               f"(this run has {world_size}): each process's share of the epoch differs")
     return samples
+
+
+def training_checkpoint(cfg, G: UNet, D: nn.Module | None, ema: UNet | None, opt_G, opt_D, scaler,
+                        source: DataSource | None, **progress) -> dict:
+    """A training checkpoint's dict: ``cfg`` (a ``TrainConfig``), the networks' configs, the data
+    source, the weights of ``G``, its ``ema`` and ``D``, the optimizer and scaler states, then
+    ``progress`` (epoch, step, history, RNG states, ...). Tensors and plain values only, so
+    :func:`load_checkpoint` reads it with ``weights_only``. Taught in ``05_training_unet``."""
+    return {"format": CHECKPOINT_FORMAT, "kind": "training", "train_config": cfg.to_dict(),
+            "model_config": G.config.to_dict(), "disc_config": D and D.config.to_dict(),
+            "data_source": source and source.to_dict(),
+            "model": G.state_dict(), "model_ema": ema and ema.state_dict(), "discriminator": D and D.state_dict(),
+            "opt_G": opt_G.state_dict(), "opt_D": opt_D and opt_D.state_dict(), "scaler": scaler.state_dict(),
+            **progress, "torch_version": str(torch.__version__)}
+
+
+def load_training_state(ckpt: dict, G: UNet, D: nn.Module | None, ema: UNet | None, opt_G, opt_D, scaler,
+                        theta: float) -> None:
+    """Load what :func:`training_checkpoint` saved of the networks into a run's own: weights,
+    optimizer and scaler states (a checkpoint without EMA weights starts ``ema`` at G's).
+    Another architecture raises :class:`CheckpointMismatchError`, a discriminator in only one of
+    the two (``theta``: this run's ``loss.theta``) a :class:`CheckpointError`."""
+    _load_net(G, ckpt["model"], ckpt["model_config"], "generator")
+    if (D is None) != (ckpt.get("discriminator") is None):
+        raise CheckpointError(f"the checkpoint {'has a' if D is None else 'has no'} discriminator but this run "
+                              f"{'does not build one' if D is None else 'builds one'} (loss.theta "
+                              f"{ckpt['train_config']['loss'].get('theta')!r} in the checkpoint vs {theta!r} now)")
+    if D is not None:
+        _load_net(D, ckpt["discriminator"], ckpt["disc_config"], "discriminator")
+        opt_D.load_state_dict(ckpt["opt_D"])
+    opt_G.load_state_dict(ckpt["opt_G"])
+    scaler.load_state_dict(ckpt["scaler"])
+    if ema is not None:
+        ema.load_state_dict(ckpt.get("model_ema") or ckpt["model"])

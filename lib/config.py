@@ -17,6 +17,7 @@ import difflib
 import inspect
 import io
 import json
+import math
 import os
 import re
 import textwrap
@@ -35,7 +36,8 @@ from lib.models.discriminator import layer_specs
 from lib.pretrained import VGG16_LAYERS
 from lib.utils import write_text_atomic
 
-__all__ = ["TrainConfig", "LossConfig", "option_help", "flat_dict", "REPO_ROOT", "DEVICE_PATTERN", "SELECT_METRICS"]
+__all__ = ["TrainConfig", "LossConfig", "option_help", "flat_dict", "REPO_ROOT", "DEVICE_PATTERN", "SELECT_METRICS",
+           "is_better"]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEVICE_PATTERN = r"auto|cpu|mps|cuda(:\d+)?"
@@ -56,6 +58,16 @@ AT_LEAST = {  # numeric options and their smallest allowed value
     "eval_every": 1, "eval_batch_size": 1, "num_samples": 0, "d_collapse_patience": 1, "d_collapse_threshold": 0,
     "ema": 0, "loss.alpha": 0, "loss.beta": 0, "loss.theta": 0,
 }
+
+
+def is_better(metric: str, value: float | None, best: float | None) -> bool:
+    """Whether ``value`` of ``metric`` (a :data:`SELECT_METRICS` key) beats ``best`` (None: no best yet);
+    a missing or non-finite value never does."""
+    if value is None or not math.isfinite(value):
+        return False
+    return best is None or (value > best if SELECT_METRICS[metric] else value < best)
+
+
 RUN_FILES = ("config.yaml", "last.pt", "best.pt", "history.json", "history_steps.csv", "test_metrics.json")
 
 

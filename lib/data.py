@@ -17,6 +17,8 @@ The way from an image file to the model's input and target::
   resized once into one uint8 array per split and size, cached under a key of the folder's
   state (files, sizes, mtimes, image size); skipped files are named with their reason in one
   ``DataWarning``. Later runs map the array from disk: no JPEG decoded.
+* ``check_splits`` and ``training_loaders``: what a training run checks of the splits and the
+  loaders it reads them with (this rank's share of each epoch, resumable mid-epoch).
 """
 
 from __future__ import annotations
@@ -37,20 +39,22 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms.v2 import functional as TF
 from tqdm.auto import tqdm
 
 from lib.color import rgb_to_lab, rgb_to_lab_norm
 from lib.errors import ConfigError, DataError, ImageError
 from lib.images import MAX_PIXELS, load_rgb
+from lib.runtime import EpochSampler, worker_init
 from lib.toyfaces import render_toy_face
 from lib.utils import atomic_write, cache_dir, clean_stale_temp_files, write_text_atomic
 
 __all__ = [
     "IMAGE_EXTENSIONS", "SPLITS", "FRACTIONS", "GRAYSCALE_CHROMA", "MIN_SIDE", "DataWarning", "DataSource", "FaceFolder", "ToyFaces",
     "open_splits", "reopen_splits", "split_of", "list_image_files", "check_face", "decode_rgb",
-    "resize_square", "rgb_uint8_to_lab_norm", "resolve_data_root", "folder_fingerprint",
+    "resize_square", "rgb_uint8_to_lab_norm", "resolve_data_root", "folder_fingerprint", "check_splits",
+    "training_loaders",
 ]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")  # matched case-insensitively
@@ -492,3 +496,32 @@ def reopen_splits(source: dict, image_size: int, splits: tuple[str, ...] = SPLIT
                       f"({src.describe()} then)", DataWarning, stacklevel=2)
     return open_splits(src.root, "folder", image_size, splits, **kwargs)
 
+
+def check_splits(datasets: dict, batch_size: int, test_at_end: bool = True) -> None:
+    """Refuse splits a training run cannot use, with the fix: a train split smaller than one
+    batch, an empty val split (it picks best.pt), an empty test split when the run ends on it."""
+    train = datasets["train"]
+    if len(train) < batch_size:
+        raise DataError(f"the train split has {len(train)} images, fewer than option 'batch_size' "
+                        f"({batch_size}): lower batch_size, or use a folder with more images")
+    for split, why in (("val", "it picks best.pt"), ("test", "test_at_end=true evaluates on it")):
+        if (split == "val" or test_at_end) and not len(datasets.get(split) or ()):
+            raise DataError(f"the {split} split is empty ({why}): use a folder with more images"
+                            + (", or set test_at_end=false" if split == "test" else ""))
+
+
+def training_loaders(datasets: dict, batch_size: int, eval_batch_size: int, rank: int = 0, world_size: int = 1,
+                     seed: int = 0, **loader_kw) -> dict[str, DataLoader]:
+    """The loaders of one training process: ``train`` gives this rank's share of every epoch in
+    an order fixed by ``(seed, epoch)`` (its sampler: ``lib.runtime.EpochSampler``), in whole
+    batches of ``batch_size``; every other non-empty split gets one that reads every
+    ``world_size``-th image from ``rank`` on, in order. Taught in ``05_training_unet``."""
+    kw = dict(worker_init_fn=worker_init, **loader_kw)
+    train = datasets["train"]
+    sampler = EpochSampler(train, world_size, rank, shuffle=True, seed=seed)
+    loaders = {"train": DataLoader(train, batch_size=batch_size, sampler=sampler, drop_last=True,
+                                   generator=torch.Generator(), **kw)}
+    for split, ds in datasets.items():
+        if split != "train" and len(ds):
+            loaders[split] = DataLoader(ds, batch_size=eval_batch_size, sampler=range(rank, len(ds), world_size), **kw)
+    return loaders

@@ -6,7 +6,9 @@ Every number comes from ``lib.metrics.MetricSuite`` (the definitions), the same 
 model and the baselines: *grey* (ab = 0) and *mean face* (the per-pixel mean ab of the train
 split at the evaluation size). A checkpoint is evaluated on the data it was trained on (its
 ``data_source``) unless other data are asked for (``data_root``), and the report says which.
-Report the test split; val is what picked the checkpoint.
+Report the test split; val is what picked the checkpoint. Before a training run evaluates, it
+recomputes the BatchNorm statistics for the weights evaluated (``recompute_bn_stats``,
+"precise BN", taught in ``05_training_unet``).
 """
 
 from __future__ import annotations
@@ -18,17 +20,17 @@ from typing import Any, Callable
 
 import torch
 import torch.distributed as dist
-from torch import Tensor
+from torch import Tensor, nn
 
 from lib.checkpoint import load_generator
 from lib.data import DataSource, open_splits, reopen_splits
 from lib.errors import ConfigError, DataError
 from lib.metrics import MetricSuite, grey_predictor, mean_face_ab, mean_face_predictor
-from lib.runtime import DistInfo, pick_device
-from lib.utils import write_text_atomic
+from lib.runtime import DistInfo, autocast, pick_device, rng_state, set_rng_state
+from lib.utils import eval_mode, write_text_atomic
 
-__all__ = ["predictor", "evaluate_predictor", "metrics_with_baselines", "evaluate_checkpoint", "format_table",
-           "TABLE_METRICS"]
+__all__ = ["predictor", "recompute_bn_stats", "recompute_bn_stats_over", "evaluate_predictor", "evaluate_model",
+           "metrics_with_baselines", "test_report", "evaluate_checkpoint", "format_table", "TABLE_METRICS"]
 
 TABLE_METRICS = ("psnr_rgb", "ssim_rgb", "psnr_rgb_pooled64", "psnr_lab", "ssim_lab", "delta_cf", "lpips", "fid")
 _NOT_AVERAGED = {"n_images", "seconds", "fid"}
@@ -45,6 +47,48 @@ def predictor(model: torch.nn.Module, device: torch.device | str, channels_last:
         return model(l_n.contiguous(memory_format=torch.channels_last) if channels_last else l_n).float().contiguous()
 
     return predict
+
+
+@torch.no_grad()
+def recompute_bn_stats(model: nn.Module, batches) -> int:
+    """Replace every BatchNorm's running statistics by their exact average over ``batches`` of L_n.
+
+    The running averages (momentum 0.1) trail weights that change every step, and an EMA's
+    weights never ran forward at all; both make eval-mode results jump between evaluations (the
+    evidence: ``benchmarks/eval_stability.py``). Recomputing the statistics for the weights being
+    evaluated ("precise BN") removes that. Returns the number of images seen. Taught in
+    ``05_training_unet``.
+    """
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average: every batch counts the same
+    seen = 0
+    with eval_mode(model):
+        model.train()
+        for l_n in batches:
+            model(l_n)  # (B, 2, H, W), discarded: only the statistics matter
+            seen += len(l_n)
+    for m, momentum in zip(bns, momenta):
+        m.momentum = momentum
+    return seen
+
+
+def recompute_bn_stats_over(model: nn.Module, dataset, batch_size: int, n_batches: int, device: torch.device,
+                            channels_last: bool = False, amp_dtype: torch.dtype | None = None) -> int:
+    """:func:`recompute_bn_stats` over the L of ``dataset``'s first ``n_batches`` batches, in the
+    precision of training (``amp_dtype``), as a training run does before each evaluation: always
+    the same images, and the random draws of their flips are undone (the RNG state is restored),
+    so a resumed run stays exact. Taught in ``05_training_unet``."""
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    n, state = min(len(dataset) // batch_size, n_batches) * batch_size, rng_state()
+    batches = (torch.stack([dataset[j][0] for j in range(i, i + batch_size)]).to(device, memory_format=fmt)
+               for i in range(0, n, batch_size))  # each (B, 1, S, S)
+    with autocast(device, amp_dtype):
+        seen = recompute_bn_stats(model, batches)
+    set_rng_state(state)
+    return seen
 
 
 def evaluate_predictor(predict_fn: Callable[[Tensor], Tensor], loader, suite: MetricSuite,
@@ -76,6 +120,19 @@ def evaluate_predictor(predict_fn: Callable[[Tensor], Tensor], loader, suite: Me
     return result
 
 
+def evaluate_model(model: torch.nn.Module, loader, suite: MetricSuite, device: torch.device | str,
+                   channels_last: bool = False, dist_info: DistInfo | None = None) -> dict:
+    """Metrics of ``model``, in eval mode for the call, on ``loader`` (this rank's shard). Under
+    ``torchrun`` every rank first takes rank 0's buffers (BatchNorm statistics), as the
+    checkpoint holds them. How a training run evaluates (``05_training_unet``)."""
+    info = dist_info or DistInfo()
+    if info.enabled:
+        for b in model.buffers():
+            dist.broadcast(b.data, src=0)
+    with eval_mode(model):
+        return evaluate_predictor(predictor(model, device, channels_last), loader, suite, info)
+
+
 def metrics_with_baselines(predict_fn, loader, suite: MetricSuite, train_set=None, dist_info: DistInfo | None = None,
                            baselines: bool = True) -> dict:
     """``{"model": metrics, "grey": metrics, "mean_face": metrics}`` on one loader.
@@ -100,6 +157,19 @@ def metrics_with_baselines(predict_fn, loader, suite: MetricSuite, train_set=Non
     report["mean_face"] = evaluate_predictor(mean_face_predictor(mean_ab), loader, suite, dist_info)
     report["mean_face_train_images"] = len(train_set)
     return report
+
+
+def test_report(checkpoint: str | Path, loader, suite: MetricSuite, device: torch.device | str,
+                channels_last: bool = False, train_set=None, dist_info: DistInfo | None = None, **facts) -> dict:
+    """How a training run ends (``test_metrics.json``): ``checkpoint``'s generator once on the
+    test split's ``loader``, beside the grey and mean-face baselines (:func:`metrics_with_baselines`),
+    with ``facts`` about the run and the checkpoint's best epoch. Taught in ``05_training_unet``."""
+    model, ckpt = load_generator(checkpoint, device=device)
+    model.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    report = metrics_with_baselines(predictor(model, device, channels_last), loader, suite, train_set=train_set,
+                                    dist_info=dist_info)
+    return {**report, "split": "test", "checkpoint": str(checkpoint), "best_epoch": ckpt["best"]["epoch"],
+            "num_images": len(loader.dataset), **facts}
 
 
 def format_table(report: dict) -> str:

@@ -4,7 +4,8 @@ Taught in ``05_training_unet``. ``config.yaml`` (the resolved config), ``history
 (one row per step: losses, gradient norms, learning rate, time; buffered and appended every
 ``flush_every`` steps and at each checkpoint, never opened per step), ``history.json`` and
 ``history_epochs.csv`` (one row per epoch), ``test_metrics.json``. Every whole-file write is
-atomic (``lib.utils``); a run resumed from a checkpoint first drops the step rows written
+atomic (``lib.utils``); the history files are written with each checkpoint
+(:meth:`RunDir.save`), and a run resumed from a checkpoint first drops the step rows written
 after it, so history and checkpoint always agree.
 """
 
@@ -14,6 +15,7 @@ import csv
 import json
 from pathlib import Path
 
+from lib.checkpoint import save_checkpoint
 from lib.config import RUN_FILES
 from lib.utils import atomic_write, clean_stale_temp_files, write_text_atomic
 
@@ -39,10 +41,11 @@ class RunDir:
         self.path, self.flush_every = Path(path), flush_every
         self.steps: list[dict] = []  # step rows not yet appended to history_steps.csv
 
-    def prepare(self, fresh: bool, step: int) -> list[Path]:
+    def prepare(self, fresh: bool, step: int, config=None) -> list[Path]:
         """Create the folder, remove temp files that killed processes left, and either clear
         an earlier run (``fresh``: ``overwrite=true`` was given) or drop the step rows after
-        ``step`` (a resume). Returns the temp files removed."""
+        ``step`` (a resume); then write ``config`` (a ``TrainConfig``) to ``config.yaml``.
+        Returns the temp files removed."""
         self.path.mkdir(parents=True, exist_ok=True)
         removed = clean_stale_temp_files(self.path)
         if fresh:
@@ -55,6 +58,8 @@ class RunDir:
             keep = [r for r in rows if int(r["step"]) <= step]
             if len(keep) < len(rows):
                 atomic_write(steps, lambda f: _write_csv(f, list(rows[0]), keep), mode="w")
+        if config is not None:
+            config.save(self.path / "config.yaml")
         return removed
 
     def add_step(self, row: dict) -> None:
@@ -76,3 +81,11 @@ class RunDir:
         write_json(self.path / "history.json", history)
         fields = list(dict.fromkeys(k for row in history for k in row))
         atomic_write(self.path / "history_epochs.csv", lambda f: _write_csv(f, fields, history), mode="w")
+
+    def save(self, name: str, state: dict, history: list[dict]) -> Path:
+        """The checkpoint ``state`` as ``name`` (``last.pt``, ``best.pt``), with the step rows so
+        far and the epoch files: a checkpoint and the history beside it always agree."""
+        self.flush()
+        path = save_checkpoint(state, self.path / name)
+        self.write_epochs(history)
+        return path

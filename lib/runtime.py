@@ -3,7 +3,7 @@ seeding and RNG state, and the process's place in a ``torchrun`` job.
 
 Taught in ``05_training_unet``. Each ``resolve_*`` turns a config value (often
 ``auto``) into the concrete choice for the device, the fastest correct one measured
-(docs/performance.md).
+(docs/performance.md); :func:`setup_runtime` makes all of a trainer's choices at once.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import signal
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -27,7 +28,7 @@ from lib.errors import ConfigError
 
 __all__ = ["pick_device", "cpu_has_native_bf16", "resolve_precision", "resolve_channels_last", "resolve_threads",
            "apply_threads", "resolve_compile", "seed_everything", "worker_init", "rng_state", "set_rng_state",
-           "DistInfo", "EpochSampler", "DTYPES", "on_stop_signals", "for_device"]
+           "DistInfo", "EpochSampler", "DTYPES", "on_stop_signals", "for_device", "Runtime", "setup_runtime", "autocast"]
 
 
 def pick_device(requested: str = "auto", local_rank: int = 0) -> torch.device:
@@ -281,3 +282,35 @@ class EpochSampler(torch.utils.data.DistributedSampler):
 
     def __len__(self) -> int:
         return self.num_samples - self.start
+
+
+class Runtime(NamedTuple):
+    """Where and how one training process computes, resolved from its config by :func:`setup_runtime`."""
+
+    device: torch.device
+    precision: str  # fp32, bf16 or fp16 (fp16 with a GradScaler)
+    amp_dtype: torch.dtype | None  # the autocast dtype; None for fp32
+    channels_last: bool  # networks and inputs in NHWC
+    compile: bool  # torch.compile the networks
+    threads: int  # torch CPU threads
+
+
+def setup_runtime(cfg, info: DistInfo) -> Runtime:
+    """Resolve a config's ``device``, ``precision``, ``channels_last``, ``compile`` and ``threads``
+    for this process and apply them: join the ``torchrun`` job, set torch's threads and, on CUDA,
+    the current device, cuDNN autotuning and TF32. Taught in ``05_training_unet``."""
+    device = pick_device(cfg.device, info.local_rank)
+    info.init_process_group(device)
+    precision = resolve_precision(cfg.precision, device)
+    threads = apply_threads(cfg.threads, device)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    return Runtime(device, precision, None if precision == "fp32" else DTYPES[precision],
+                   resolve_channels_last(cfg.channels_last, device), resolve_compile(cfg.compile, device), threads)
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None):
+    """``torch.autocast`` to ``dtype`` on ``device``; a block that changes nothing when ``dtype`` is None (fp32)."""
+    return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)

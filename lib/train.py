@@ -11,13 +11,14 @@ One iteration of :meth:`Trainer.fit`, as pix2pix's ``optimize_parameters``::
 
 Each step zeroes its network's gradients, backpropagates, clips, steps its optimizer and
 returns a :class:`StepRecord`, so a notebook can call them in its own loop on its own models.
+:func:`update_ema` keeps the average of G's weights; ``recompute_bn_stats`` (defined in
+``lib.evaluate``, which runs it before every evaluation) is importable from here too.
 A run writes ``last.pt``/``best.pt`` (``lib.checkpoint``), ``samples/epoch_NNNN.png`` and
 its history and test metrics (``lib.run_dir``) into ``out_dir``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import math
 import time
@@ -30,21 +31,21 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from lib.checkpoint import CHECKPOINT_FORMAT, generator_weights, load_checkpoint, load_generator, load_state_checked, \
-    resume_point, save_checkpoint
-from lib.color import lab_norm_to_rgb
-from lib.config import SELECT_METRICS, TrainConfig
-from lib.data import DataSource, open_splits
-from lib.errors import CheckpointError, DataError, UserError
-from lib.evaluate import evaluate_predictor, format_table, metrics_with_baselines, predictor
+from lib.checkpoint import load_checkpoint, load_generator_weights, load_training_state, resume_point, \
+    training_checkpoint
+from lib.config import TrainConfig, is_better
+from lib.data import DataSource, check_splits, open_splits, training_loaders
+from lib.errors import UserError
+from lib.evaluate import evaluate_model, format_table, predictor, recompute_bn_stats, recompute_bn_stats_over, \
+    test_report
 from lib.losses import ColorizationLoss
-from lib.metrics import MetricSuite, psnr_rgb
+from lib.metrics import MetricSuite
 from lib.models import PatchDiscriminator, UNet
 from lib.run_dir import RunDir, write_json
-from lib.runtime import DTYPES, DistInfo, EpochSampler, apply_threads, for_device, on_stop_signals, pick_device, \
-    resolve_channels_last, resolve_compile, resolve_precision, rng_state, seed_everything, set_rng_state, worker_init
-from lib.utils import eval_mode
-from lib.viz import show_colorization_grid
+from lib.runtime import DistInfo, autocast, for_device, on_stop_signals, rng_state, seed_everything, set_rng_state, \
+    setup_runtime
+from lib.utils import eval_mode, frozen
+from lib.viz import save_sample_grid
 
 __all__ = ["StepRecord", "discriminator_step", "generator_step", "update_ema", "recompute_bn_stats", "Trainer", "TrainingDiverged", "main"]
 
@@ -80,19 +81,6 @@ def _optimizer_step(opt: torch.optim.Optimizer, loss: Tensor, scaler, grad_clip:
     return norm
 
 
-@contextlib.contextmanager
-def _frozen(net: nn.Module | None):
-    """No gradient reaches ``net``'s parameters inside the block (D during the G step)."""
-    params = [p for p in net.parameters() if p.requires_grad] if net is not None else []
-    for p in params:
-        p.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for p in params:
-            p.requires_grad_(True)
-
-
 def discriminator_step(D: nn.Module, opt_D, gan_loss, batch, ab_hat: Tensor, *, scaler=None,
                        grad_clip: float | None = None, amp_dtype: torch.dtype | None = None) -> StepRecord:
     r"""One update of the PatchGAN ``D`` on a batch ``(l_n, ab)`` and the generator's ``ab_hat``:
@@ -104,7 +92,7 @@ def discriminator_step(D: nn.Module, opt_D, gan_loss, batch, ab_hat: Tensor, *, 
     """
     l_n, ab = batch
     opt_D.zero_grad(set_to_none=True)
-    with torch.autocast(l_n.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+    with autocast(l_n.device, amp_dtype):
         real = D(l_n, ab)  # (B, 1, h, w): one logit per patch
         fake = D(l_n, ab_hat.detach())  # (B, 1, h, w)
         loss = gan_loss.discriminator_loss(real, fake)
@@ -127,7 +115,7 @@ def generator_step(G: nn.Module, opt_G, loss_fn, batch, D: nn.Module | None = No
     """
     l_n, ab = batch
     opt_G.zero_grad(set_to_none=True)
-    with torch.autocast(l_n.device.type, dtype=amp_dtype, enabled=amp_dtype is not None), _frozen(D):
+    with autocast(l_n.device, amp_dtype), frozen(D):
         ab_hat = G(l_n) if ab_hat is None else ab_hat  # (B, 2, H, W)
         fake = D(l_n, ab_hat) if D is not None else None  # (B, 1, h, w)
         total, terms = loss_fn(l_n, ab_hat, ab, fake_logits=fake)
@@ -144,32 +132,6 @@ def update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
         e.lerp_(m, 1 - decay) if e.is_floating_point() else e.copy_(m)
 
 
-@torch.no_grad()
-def recompute_bn_stats(model: nn.Module, batches) -> int:
-    """Replace every BatchNorm's running statistics by their exact average over ``batches`` of L_n.
-
-    The running averages (momentum 0.1) trail weights that change every step, and an EMA's
-    weights never ran forward at all; both make eval-mode results jump between evaluations (the
-    evidence: ``benchmarks/eval_stability.py``). Recomputing the statistics for the weights being
-    evaluated ("precise BN") removes that. Returns the number of images seen. Taught in
-    ``05_training_unet``.
-    """
-    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    momenta = [m.momentum for m in bns]
-    for m in bns:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative average: every batch counts the same
-    seen = 0
-    with eval_mode(model):
-        model.train()
-        for l_n in batches:
-            model(l_n)  # (B, 2, H, W), discarded: only the statistics matter
-            seen += len(l_n)
-    for m, momentum in zip(bns, momenta):
-        m.momentum = momentum
-    return seen
-
-
 class Trainer:
     """Generator-only or GAN training of a :class:`TrainConfig`: ``Trainer(cfg).fit()``.
 
@@ -183,32 +145,23 @@ class Trainer:
         self.cfg = cfg = config
         cfg.check()  # folders, checkpoints, cores, out_dir: before any work (and before rank 0 writes)
         self.dist = dist_info or DistInfo.from_env()
-        self.device = pick_device(cfg.device, self.dist.local_rank)
-        self.dist.init_process_group(self.device)
-        self.precision = resolve_precision(cfg.precision, self.device)
-        self.amp_dtype = None if self.precision == "fp32" else DTYPES[self.precision]
-        self.channels_last = resolve_channels_last(cfg.channels_last, self.device)
-        self.compile = resolve_compile(cfg.compile, self.device)
-        self.threads = apply_threads(cfg.threads, self.device)
-        self.out_dir = Path(cfg.out_dir)
         if cfg.batch_size % self.dist.world_size:
             raise UserError(f"option 'batch_size' ({cfg.batch_size}) must be divisible by the number of processes "
                             f"({self.dist.world_size})")
         self.local_batch = cfg.batch_size // self.dist.world_size
-        if self.device.type == "cuda":
-            torch.cuda.set_device(self.device)
-            torch.backends.cudnn.benchmark = True
-            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+        self.device, self.precision, self.amp_dtype, self.channels_last, self.compile, self.threads = setup_runtime(
+            cfg, self.dist)  # lib.runtime.Runtime; joins the torchrun job
+        self.memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
+        self.out_dir = Path(cfg.out_dir)
 
         seed_everything(cfg.seed)  # the same initial weights on every rank
         self.G = UNet(cfg.model)
         self.D = PatchDiscriminator(cfg.discriminator) if cfg.loss.theta > 0 else None
         self.criterion = ColorizationLoss(**vars(cfg.loss))
         seed_everything(cfg.seed + self.dist.rank)  # data order and flips differ per rank
-        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
         for net in (self.G, self.D, self.criterion):  # the perceptual loss's VGG too
             if net is not None:
-                net.to(self.device, memory_format=fmt)
+                net.to(self.device, memory_format=self.memory_format)
         self.G_run, self.D_run = (for_device(n, self.device, self.dist, self.compile) for n in (self.G, self.D))
         self.opt_G = torch.optim.Adam(self.G.parameters(), lr=cfg.lr, betas=cfg.betas)
         self.opt_D = self.D and torch.optim.Adam(self.D.parameters(), lr=cfg.d_lr, betas=cfg.betas)
@@ -220,16 +173,23 @@ class Trainer:
                                            toy_images=cfg.toy_images, cache=cfg.cache, seed=cfg.seed,
                                            progress=cfg.progress and self.dist.is_main)
         self.datasets, self.source = datasets, source
-        self._build_loaders()
+        check_splits(datasets, cfg.batch_size, cfg.test_at_end)
+        loaders = training_loaders(datasets, self.local_batch, cfg.eval_batch_size, self.dist.rank,
+                                   self.dist.world_size, cfg.seed, num_workers=cfg.workers,
+                                   pin_memory=self.device.type == "cuda")
+        self.train_loader, self.eval_loaders = loaders.pop("train"), loaders  # eval: val, test
+        self.sampler = self.train_loader.sampler  # lib.runtime.EpochSampler: the epoch's order, where to start
+        items = [datasets["val"][i] for i in range(min(cfg.num_samples, len(datasets["val"])))]
+        self.sample_batch = [torch.stack(t) for t in zip(*items)] or None  # fixed faces: (N, 1, H, W), (N, 2, H, W)
 
         self.epoch = self.step = 0  # completed epochs, optimisation steps taken
         self.samples_in_epoch = 0  # this rank's images of the current epoch already trained on (resume mid-epoch)
         self.best_value, self.best_epoch = None, None
         self.history: list[dict] = []  # one row per epoch
         self.run_dir = RunDir(self.out_dir)  # history files (written by rank 0)
-        self._sums: dict[str, float] = {}  # loss terms summed over this epoch's steps
+        self._sums: dict[str, float] = {}  # loss terms summed over this epoch's steps, "_n": the steps
         self._stop_signal: str | None = None
-        self._d_low, self._d_warned = 0, False
+        self._d_low, self._d_warned = 0, False  # steps in a row with the D loss below d_collapse_threshold
         self.suite = MetricSuite(fid=cfg.eval_fid, lpips=cfg.eval_lpips, device=self.device, progress=False)
         self._t0 = time.perf_counter()
         resume = self.out_dir / "last.pt" if cfg.resume == "auto" else cfg.resume and Path(cfg.resume)
@@ -239,47 +199,10 @@ class Trainer:
         elif resume:
             self.log(f"[train] resume=auto: no {resume} yet, starting fresh")
         if cfg.init_from and not self.step:
-            ckpt = load_checkpoint(cfg.init_from)
-            load_state_checked(self.G, generator_weights(ckpt), what="generator", saved_config=ckpt["model_config"],
-                               current_config=self.G.config.to_dict())
+            load_generator_weights(self.G, load_checkpoint(cfg.init_from))
             self.log(f"[train] G starts from the weights of {cfg.init_from}")
             if self.ema is not None:
                 self.ema.load_state_dict(self.G.state_dict())
-
-    def _build_loaders(self) -> None:
-        cfg, info, train = self.cfg, self.dist, self.datasets["train"]
-        if len(train) < cfg.batch_size:
-            raise DataError(f"the train split has {len(train)} images, fewer than option 'batch_size' "
-                            f"({cfg.batch_size}): lower batch_size, or use a folder with more images")
-        for split, why in (("val", "it picks best.pt"), ("test", "test_at_end=true evaluates on it")):
-            if (split == "val" or cfg.test_at_end) and not len(self.datasets.get(split) or ()):
-                raise DataError(f"the {split} split is empty ({why}): use a folder with more images"
-                                + (", or set test_at_end=false" if split == "test" else ""))
-        common = dict(num_workers=cfg.workers, pin_memory=self.device.type == "cuda", worker_init_fn=worker_init)
-        self.sampler = EpochSampler(train, info.world_size, info.rank, shuffle=True, seed=cfg.seed)
-        self.train_loader = torch.utils.data.DataLoader(train, batch_size=self.local_batch, sampler=self.sampler,
-                                                        drop_last=True, generator=torch.Generator(), **common)
-        self.eval_loaders = {split: torch.utils.data.DataLoader(
-            ds, batch_size=cfg.eval_batch_size, sampler=range(info.rank, len(ds), info.world_size), **common)
-            for split, ds in self.datasets.items() if split != "train" and len(ds)}
-        val = self.datasets["val"]
-        items = [val[i] for i in range(min(cfg.num_samples, len(val)))]
-        self.sample_batch = [torch.stack(t) for t in zip(*items)] if items else None  # (N,1,H,W), (N,2,H,W)
-
-    def log(self, msg: str) -> None:
-        if self.dist.is_main:
-            print(msg, flush=True)
-
-    def _to_device(self, x: Tensor) -> Tensor:
-        x = x.to(self.device, non_blocking=True)
-        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
-
-    def position(self) -> str:
-        """Where the run stands, in words (logged on resume and on a stop)."""
-        n = self.sampler.num_samples * self.dist.world_size
-        return (f"epoch {self.epoch} of {self.cfg.epochs} done, step {self.step}"
-                + (f", {self.samples_in_epoch * self.dist.world_size:,} of {n:,} images into epoch {self.epoch + 1}"
-                   if self.samples_in_epoch else ""))
 
     # ---- the loop ----------------------------------------------------------------------
     def fit(self) -> dict:
@@ -299,7 +222,7 @@ class Trainer:
                 self.train_loader.generator.manual_seed((cfg.seed * 100_003 + self.epoch) * 1_009 + self.dist.rank)
                 for net in (self.G, self.D):
                     net is not None and net.train()
-                for l_n, ab in self._progress_bar(self.train_loader):
+                for l_n, ab in self._progress_bar(self.train_loader):  # (B, 1, H, W), (B, 2, H, W)
                     self._set_lr()
                     g, d = self.train_step(l_n, ab)  # forward, D step, G step, EMA
                     self.step += 1
@@ -321,26 +244,13 @@ class Trainer:
         """One iteration on a batch: ``ab_hat = G(l_n)`` once, the D step (GAN runs), the G step, the EMA."""
         batch = self._to_device(l_n), self._to_device(ab)  # (B, 1, H, W), (B, 2, H, W)
         kw = dict(scaler=self.scaler, grad_clip=self.cfg.grad_clip, amp_dtype=self.amp_dtype)
-        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+        with autocast(self.device, self.amp_dtype):
             ab_hat = self.G_run(batch[0])  # (B, 2, H, W)
         d = discriminator_step(self.D_run, self.opt_D, self.criterion.gan, batch, ab_hat, **kw) if self.D else None
         g = generator_step(self.G_run, self.opt_G, self.criterion, batch, self.D, ab_hat=ab_hat, **kw)
         if self.ema is not None:
             update_ema(self.ema, self.G, self.cfg.ema)
         return g, d
-
-    def _open_run_folder(self) -> None:
-        if self.dist.is_main:  # a fresh run replaces an earlier one only with overwrite (cfg.check())
-            for p in self.run_dir.prepare(fresh=not self.step and self.cfg.resume is None, step=self.step):
-                self.log(f"[train] removed {p.name}, a temp file a killed run left behind")
-            self.cfg.save(self.out_dir / "config.yaml")
-        self.dist.barrier()
-
-    def _on_signal(self, name: str) -> None:
-        if self._stop_signal is not None:
-            raise KeyboardInterrupt(f"second {name}: aborting without saving")
-        self._stop_signal = name
-        self.log(f"\n[train] {name}: finishing this step, then saving a checkpoint (send it again to abort)")
 
     def _set_lr(self) -> None:
         if self.cfg.lr_schedule == "cosine":  # by the fraction of training done: unchanged by a new batch size
@@ -349,12 +259,9 @@ class Trainer:
                 for group in opt.param_groups if opt else ():
                     group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * min(done, 1.0)))
 
-    def _progress_bar(self, loader):
-        steps = self.sampler.num_samples // self.local_batch
-        return tqdm(loader, total=steps, initial=steps - len(loader), desc=f"epoch {self.epoch + 1}/{self.cfg.epochs}",
-                    disable=not (self.cfg.progress and self.dist.is_main), dynamic_ncols=True, leave=False)
-
     def _record(self, g: StepRecord, d: StepRecord | None) -> None:
+        """After each step, on every rank: the NaN stop, a signal another rank got, the step
+        history and the D-collapse warning."""
         terms = {"loss_G": g.loss, **g.terms, **(d.terms if d else {})}
         bad = [k for k, v in terms.items() if not math.isfinite(v)]
         flags = self.dist.all_reduce(torch.tensor([float(bool(bad)), float(self._stop_signal is not None)]), "max")
@@ -367,24 +274,24 @@ class Trainer:
                 + (", ".join(f"{k}={terms[k]}" for k in bad) or "on another rank") + ". Stopped without saving; "
                 + (f"the last good checkpoint is {last} (epoch {self.epoch})." if last.is_file()
                    else "no checkpoint had been written yet.") + " Try a lower lr, grad_clip, or precision=fp32.")
-        for k, v in terms.items():
+        for k, v in {**terms, "_n": 1}.items():
             self._sums[k] = self._sums.get(k, 0.0) + v
-        self._sums["_n"] = self._sums.get("_n", 0) + 1
         if self.dist.is_main:
             self.run_dir.add_step({"epoch": self.epoch + 1, "step": self.step, "time_s": round(self._elapsed(), 3),
                                    "lr": self.opt_G.param_groups[0]["lr"], **terms, "grad_norm_G": g.grad_norm,
                                    **({"grad_norm_D": d.grad_norm} if d else {})})
-        if d is not None:
-            self._d_low = self._d_low + 1 if d.loss < self.cfg.d_collapse_threshold else 0
-            if self._d_low >= self.cfg.d_collapse_patience and not self._d_warned:
-                self._d_warned = True
-                msg = (f"discriminator loss below {self.cfg.d_collapse_threshold} for {self._d_low} steps (step "
-                       f"{self.step}): D wins every patch and G gets little adversarial signal; consider a lower "
-                       "d_lr, a smaller discriminator.ndf or a smaller loss.theta")
-                warnings.warn(msg, RuntimeWarning, stacklevel=2)
-                self.log(f"[train] warning: {msg}")
+        self._d_low = self._d_low + 1 if d is not None and d.loss < self.cfg.d_collapse_threshold else 0
+        if self._d_low >= self.cfg.d_collapse_patience and not self._d_warned:
+            self._d_warned = True
+            msg = (f"discriminator loss below {self.cfg.d_collapse_threshold} for {self._d_low} steps (step "
+                   f"{self.step}): D wins every patch and G gets little adversarial signal; consider a lower "
+                   "d_lr, a smaller discriminator.ndf or a smaller loss.theta")
+            warnings.warn(msg, RuntimeWarning, stacklevel=2)
+            self.log(f"[train] warning: {msg}")
 
     def _end_epoch(self) -> None:
+        """The epoch's mean losses over all ranks; every ``eval_every`` epochs the val metrics,
+        best.pt when they improved, and the samples; last.pt and the epoch history."""
         cfg, sums = self.cfg, dict(self._sums)
         n = sums.pop("_n", 1)
         means = self.dist.all_reduce(torch.tensor([sums[k] / n for k in sorted(sums)], dtype=torch.float64))
@@ -396,11 +303,8 @@ class Trainer:
         if self.epoch % cfg.eval_every == 0 or self.epoch == cfg.epochs:
             metrics = self.evaluate("val")
             row.update({f"val_{k}": v for k, v in metrics.items()})
-            value, higher = metrics.get(cfg.select_metric), SELECT_METRICS[cfg.select_metric]
-            improved = value is not None and math.isfinite(value) and (
-                self.best_value is None or (value > self.best_value if higher else value < self.best_value))
-            if improved:
-                self.best_value, self.best_epoch = float(value), self.epoch
+            if improved := is_better(cfg.select_metric, metrics.get(cfg.select_metric), self.best_value):
+                self.best_value, self.best_epoch = float(metrics[cfg.select_metric]), self.epoch
             shown = " | val " + " ".join(f"{k} {metrics[k]:.4f}" for k in dict.fromkeys(
                 ("psnr_rgb", "ssim_rgb", cfg.select_metric)) if k in metrics) + (
                 " (best)" if improved else f" (best {self.best_value:.4f} at epoch {self.best_epoch})")
@@ -412,116 +316,59 @@ class Trainer:
         self.log(f"[train] epoch {self.epoch}/{cfg.epochs} step {self.step} "
                  + " ".join(f"{k} {v:.4g}" for k, v in row.items() if k.startswith("train_")) + shown)
 
+    # ---- evaluation --------------------------------------------------------------------
+    def evaluate(self, split: str = "val") -> dict[str, float]:
+        """Metrics of G (its EMA when ``ema > 0``) on ``split``, over all ranks' shards, with the
+        BatchNorm statistics first recomputed over the first ``bn_batches`` train batches."""
+        model = self.ema or self.G
+        if self.cfg.bn_batches:
+            recompute_bn_stats_over(model, self.datasets["train"], self.local_batch, self.cfg.bn_batches, self.device,
+                                    self.channels_last, self.amp_dtype)
+        return evaluate_model(model, self.eval_loaders[split], self.suite, self.device, self.channels_last, self.dist)
+
+    def save_samples(self, path: Path) -> None:
+        """The fixed val faces: grey input | prediction (with its PSNR_rgb) | truth (rank 0)."""
+        if self.sample_batch is not None and self.dist.is_main:
+            with eval_mode(self.ema or self.G):
+                save_sample_grid(predictor(self.ema or self.G, self.device, self.channels_last), *self.sample_batch,
+                                 path, title=f"epoch {self.epoch}, fixed val images")
+
     def test_best(self) -> dict:
         """best.pt once on the test split beside the grey and mean-face baselines, into
         ``test_metrics.json``: the numbers to report (val picked the checkpoint)."""
-        best = self.out_dir / "best.pt"
         self.dist.barrier()
-        model, ckpt = load_generator(best, device=self.device)
-        model.to(memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
-        report = metrics_with_baselines(predictor(model, self.device, self.channels_last), self.eval_loaders["test"],
-                                        self.suite, train_set=self.datasets.get("train"), dist_info=self.dist)
-        report.update({"split": "test", "image_size": self.cfg.image_size, "checkpoint": str(best),
-                       "best_epoch": ckpt["best"]["epoch"], "select_metric": self.cfg.select_metric,
-                       "num_images": len(self.datasets["test"]), "data": self.source and self.source.describe()})
+        report = test_report(self.out_dir / "best.pt", self.eval_loaders["test"], self.suite, self.device,
+                             self.channels_last, self.datasets.get("train"), self.dist, image_size=self.cfg.image_size,
+                             select_metric=self.cfg.select_metric, data=self.source and self.source.describe())
         if self.dist.is_main:
             write_json(self.out_dir / "test_metrics.json", report)
             self.log(f"[train] test split, best.pt (epoch {report['best_epoch']}), {report['num_images']} images at "
                      f"{self.cfg.image_size}px, per-image means:\n{format_table(report)}")
         return report
 
-    def _summary(self, status: str, test: dict | None = None) -> dict:
-        return {"status": status, "signal": self._stop_signal, "epoch": self.epoch, "step": self.step,
-                "out_dir": str(self.out_dir), "test": test,
-                "best": {"metric": self.cfg.select_metric, "value": self.best_value, "epoch": self.best_epoch}}
-
-    def describe(self) -> str:
-        nets = " + ".join(f"{n} {sum(p.numel() for p in m.parameters()) / 1e6:.2f}M" for n, m in (("G", self.G), ("D", self.D))
-                          if m is not None)
-        return (f"{self.source.describe() if self.source else 'datasets given by the caller'} | train "
-                f"{len(self.datasets['train'])} / val {len(self.datasets['val'])} images at {self.cfg.image_size}px | "
-                f"{nets} params{' + EMA' if self.ema else ''} | {self.device} {self.precision} {self.threads} thread(s)"
-                f"{' channels-last' * self.channels_last}{' compiled' * self.compile} | {self.dist.world_size} "
-                f"process(es) | {len(self.train_loader)} steps/epoch x {self.cfg.epochs} epochs | out {self.out_dir}")
-
-    def evaluate(self, split: str = "val") -> dict[str, float]:
-        """Metrics of G (its EMA when ``ema > 0``) on ``split``, over all ranks' shards."""
-        model = self.ema or self.G
-        if self.cfg.bn_batches:
-            self._recompute_bn_stats(model)
-        if self.dist.enabled:  # rank 0's batch-norm statistics everywhere, as in the checkpoint
-            for b in model.buffers():
-                dist.broadcast(b.data, src=0)
-        with eval_mode(model):
-            return evaluate_predictor(predictor(model, self.device, self.channels_last), self.eval_loaders[split],
-                                      self.suite, dist_info=self.dist)
-
-    def _recompute_bn_stats(self, model: nn.Module) -> None:
-        """BatchNorm statistics of ``model`` over the first ``bn_batches`` train batches (fixed
-        images; the train flips' random draws are undone, so resuming stays exact)."""
-        train, b = self.datasets["train"], self.local_batch
-        n = min(len(train) // b, self.cfg.bn_batches) * b
-        state = rng_state()
-        batches = (self._to_device(torch.stack([train[j][0] for j in range(i, i + b)])) for i in range(0, n, b))
-        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
-            recompute_bn_stats(model, batches)  # each (B, 1, S, S)
-        set_rng_state(state)
-
-    def save_samples(self, path: Path) -> None:
-        """The fixed val faces: grey input | prediction (with its PSNR_rgb) | truth (rank 0)."""
-        if self.sample_batch is None or not self.dist.is_main:
-            return
-        l_n, ab = self.sample_batch  # (N, 1, H, W), (N, 2, H, W)
-        with eval_mode(self.ema or self.G):
-            ab_hat = predictor(self.ema or self.G, self.device, self.channels_last)(l_n).cpu()  # (N, 2, H, W)
-        psnr = psnr_rgb(lab_norm_to_rgb(l_n, ab_hat), lab_norm_to_rgb(l_n, ab))  # (N,)
-        show_colorization_grid(l_n, ab_hat, ab, n=len(l_n), captions=[f"{v:.1f} dB" for v in psnr.tolist()],
-                               title=f"epoch {self.epoch}, fixed val images", path=path)
-
     # ---- checkpoints -------------------------------------------------------------------
     def state_dict(self) -> dict:
         """Everything needed to continue exactly (plain values and tensors: ``weights_only`` loads it)."""
-        return {
-            "format": CHECKPOINT_FORMAT, "kind": "training", "train_config": self.cfg.to_dict(),
-            "model_config": self.G.config.to_dict(), "disc_config": self.D and self.D.config.to_dict(),
-            "data_source": self.source and self.source.to_dict(),
-            "model": self.G.state_dict(), "model_ema": self.ema and self.ema.state_dict(),
-            "discriminator": self.D and self.D.state_dict(),
-            "opt_G": self.opt_G.state_dict(), "opt_D": self.opt_D and self.opt_D.state_dict(),
-            "scaler": self.scaler.state_dict(), "epoch": self.epoch, "step": self.step,
-            "samples_in_epoch": self.samples_in_epoch, "batch_in_epoch": self.samples_in_epoch // self.local_batch,
-            "best": {"metric": self.cfg.select_metric, "value": self.best_value, "epoch": self.best_epoch},
-            "history": self.history, "epoch_sums": dict(self._sums), "elapsed_s": self._elapsed(),
-            "rng": rng_state(), "world_size": self.dist.world_size, "precision": self.precision,
-            "torch_version": str(torch.__version__),
-        }
+        return training_checkpoint(
+            self.cfg, self.G, self.D, self.ema, self.opt_G, self.opt_D, self.scaler, self.source, epoch=self.epoch,
+            step=self.step, samples_in_epoch=self.samples_in_epoch,
+            batch_in_epoch=self.samples_in_epoch // self.local_batch, best=self._best(), history=self.history,
+            epoch_sums=dict(self._sums), elapsed_s=self._elapsed(), rng=rng_state(), world_size=self.dist.world_size,
+            precision=self.precision)
 
     def load_state(self, ckpt: dict) -> None:
         """Restore a :meth:`state_dict` (or a v1 checkpoint); another architecture raises
         ``CheckpointMismatchError``; a resume that cannot be exact is refused with the reason."""
-        old = ckpt["train_config"]
-        load_state_checked(self.G, ckpt["model"], what="generator", saved_config=ckpt["model_config"],
-                           current_config=self.G.config.to_dict())
-        if (self.D is None) != (ckpt.get("discriminator") is None):
-            raise CheckpointError(f"the checkpoint {'has a' if self.D is None else 'has no'} discriminator but this "
-                                  f"run {'does not build one' if self.D is None else 'builds one'} (loss.theta "
-                                  f"{old['loss'].get('theta')!r} in the checkpoint vs {self.cfg.loss.theta!r} now)")
-        if self.D is not None:
-            load_state_checked(self.D, ckpt["discriminator"], what="discriminator", saved_config=ckpt["disc_config"],
-                               current_config=self.D.config.to_dict())
-            self.opt_D.load_state_dict(ckpt["opt_D"])
-        self.opt_G.load_state_dict(ckpt["opt_G"])
-        self.scaler.load_state_dict(ckpt["scaler"])
+        load_training_state(ckpt, self.G, self.D, self.ema, self.opt_G, self.opt_D, self.scaler, self.cfg.loss.theta)
         samples = resume_point(ckpt, self.dist.world_size, self.source)
-        if samples and old["batch_size"] != self.cfg.batch_size:
-            self.log(f"[train] note: batch_size {old['batch_size']} -> {self.cfg.batch_size} mid-epoch: the rest of "
+        old_batch = ckpt["train_config"]["batch_size"]
+        if samples and old_batch != self.cfg.batch_size:
+            self.log(f"[train] note: batch_size {old_batch} -> {self.cfg.batch_size} mid-epoch: the rest of "
                      "the epoch continues image for image in the same order, in batches of the new size")
         self.epoch, self.step, self.samples_in_epoch = int(ckpt["epoch"]), int(ckpt["step"]), samples
         if ckpt["best"].get("metric") == self.cfg.select_metric:
             self.best_value, self.best_epoch = ckpt["best"]["value"], ckpt["best"]["epoch"]
         self.history, self._sums = list(ckpt["history"]), dict(ckpt.get("epoch_sums") or {})
-        if self.ema is not None:  # a checkpoint without EMA weights starts the average at G's
-            self.ema.load_state_dict(ckpt.get("model_ema") or ckpt["model"])
         self._t0 = time.perf_counter() - float(ckpt.get("elapsed_s", 0.0))
         set_rng_state(ckpt["rng"])
         if self.dist.enabled:  # rank 0's RNG state was saved; keep ranks apart
@@ -530,13 +377,61 @@ class Trainer:
     def save(self, name: str) -> None:
         """Write ``out_dir/name`` and the history files (rank 0; the other ranks wait)."""
         if self.dist.is_main:
-            self.run_dir.flush()
-            save_checkpoint(self.state_dict(), self.out_dir / name)
-            self.run_dir.write_epochs(self.history)
+            self.run_dir.save(name, self.state_dict(), self.history)
         self.dist.barrier()
+
+    # ---- small helpers -----------------------------------------------------------------
+    def _open_run_folder(self) -> None:
+        if self.dist.is_main:  # a fresh run replaces an earlier one only with overwrite (cfg.check())
+            for p in self.run_dir.prepare(fresh=not self.step and self.cfg.resume is None, step=self.step,
+                                          config=self.cfg):
+                self.log(f"[train] removed {p.name}, a temp file a killed run left behind")
+        self.dist.barrier()
+
+    def _on_signal(self, name: str) -> None:
+        if self._stop_signal is not None:
+            raise KeyboardInterrupt(f"second {name}: aborting without saving")
+        self._stop_signal = name
+        self.log(f"\n[train] {name}: finishing this step, then saving a checkpoint (send it again to abort)")
+
+    def _progress_bar(self, loader):
+        steps = self.sampler.num_samples // self.local_batch
+        return tqdm(loader, total=steps, initial=steps - len(loader), desc=f"epoch {self.epoch + 1}/{self.cfg.epochs}",
+                    disable=not (self.cfg.progress and self.dist.is_main), dynamic_ncols=True, leave=False)
+
+    def _to_device(self, x: Tensor) -> Tensor:
+        return x.to(self.device, non_blocking=True, memory_format=self.memory_format)
 
     def _elapsed(self) -> float:
         return time.perf_counter() - self._t0
+
+    def _best(self) -> dict:
+        return {"metric": self.cfg.select_metric, "value": self.best_value, "epoch": self.best_epoch}
+
+    def _summary(self, status: str, test: dict | None = None) -> dict:
+        return {"status": status, "signal": self._stop_signal, "epoch": self.epoch, "step": self.step,
+                "out_dir": str(self.out_dir), "test": test, "best": self._best()}
+
+    def log(self, msg: str) -> None:
+        if self.dist.is_main:
+            print(msg, flush=True)
+
+    def position(self) -> str:
+        """Where the run stands, in words (logged on resume and on a stop)."""
+        n = self.sampler.num_samples * self.dist.world_size
+        return (f"epoch {self.epoch} of {self.cfg.epochs} done, step {self.step}"
+                + (f", {self.samples_in_epoch * self.dist.world_size:,} of {n:,} images into epoch {self.epoch + 1}"
+                   if self.samples_in_epoch else ""))
+
+    def describe(self) -> str:
+        """The run in one line: data, networks, device and precision, processes, steps, out_dir."""
+        nets = " + ".join(f"{n} {sum(p.numel() for p in m.parameters()) / 1e6:.2f}M" for n, m in (("G", self.G), ("D", self.D))
+                          if m is not None)
+        return (f"{self.source.describe() if self.source else 'datasets given by the caller'} | train "
+                f"{len(self.datasets['train'])} / val {len(self.datasets['val'])} images at {self.cfg.image_size}px | "
+                f"{nets} params{' + EMA' if self.ema else ''} | {self.device} {self.precision} {self.threads} thread(s)"
+                f"{' channels-last' * self.channels_last}{' compiled' * self.compile} | {self.dist.world_size} "
+                f"process(es) | {len(self.train_loader)} steps/epoch x {self.cfg.epochs} epochs | out {self.out_dir}")
 
 
 def main(cfg: TrainConfig) -> int:

@@ -1,4 +1,4 @@
-"""Small helpers every module shares: atomic file writes, eval mode, the cache folder.
+"""Small helpers every module shares: atomic file writes, eval mode, freezing, the cache folder.
 
 One implementation of each, so a crash never leaves a half-written checkpoint, config, cache
 or metrics file (the write goes to a temp file beside the target, then one ``os.replace``),
@@ -16,7 +16,7 @@ from typing import IO
 
 import torch.nn as nn
 
-__all__ = ["atomic_write", "write_text_atomic", "clean_stale_temp_files", "eval_mode", "cache_dir"]
+__all__ = ["atomic_write", "write_text_atomic", "clean_stale_temp_files", "eval_mode", "frozen", "cache_dir"]
 
 _TMP_INFIX = ".tmp-"
 _STALE = re.compile(r"\.tmp-?(\d+)$")
@@ -81,6 +81,20 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+@contextlib.contextmanager
+def frozen(net: nn.Module | None) -> Iterator[None]:
+    """No gradient reaches ``net``'s parameters inside the block (the discriminator during the
+    generator step of ``06_gan_training``); ``None`` freezes nothing."""
+    params = [p for p in net.parameters() if p.requires_grad] if net is not None else []
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
 
 
 @contextlib.contextmanager

@@ -22,9 +22,10 @@ from torch import Tensor
 
 from lib.color import denormalize_l, lab_norm_to_rgb, rgb_to_lab
 from lib.data import open_splits
+from lib.metrics import psnr_rgb
 
 __all__ = ["AB_RANGE", "ab_colormaps", "save_figure", "save_data_samples", "show_colorization_grid",
-           "plot_training_curves"]
+           "save_sample_grid", "plot_training_curves"]
 
 AB_RANGE = 40.0  # a and b maps are drawn on the fixed range [-AB_RANGE, AB_RANGE] Lab units
 
@@ -143,6 +144,15 @@ def show_colorization_grid(
     if path is not None:
         save_figure(fig, path)
     return fig
+
+
+def save_sample_grid(predict, l_n: Tensor, ab: Tensor, path: str | Path, title: str | None = None) -> Figure:
+    """The fixed faces a training run draws after each evaluation (``samples/epoch_NNNN.png``):
+    grey input | ``predict(l_n)`` captioned with its PSNR_rgb | truth. Taught in ``05_training_unet``."""
+    ab_hat = predict(l_n).cpu()  # (N, 2, H, W)
+    psnr = psnr_rgb(lab_norm_to_rgb(l_n, ab_hat), lab_norm_to_rgb(l_n, ab))  # (N,)
+    return show_colorization_grid(l_n, ab_hat, ab, n=len(l_n), captions=[f"{v:.1f} dB" for v in psnr.tolist()],
+                                  title=title, path=path)
 
 
 def plot_training_curves(run_dir: str | Path, metric: str = "psnr_rgb", path: str | Path | None = None) -> Figure:
