@@ -126,8 +126,14 @@ def generator_step(G: nn.Module, opt_G, loss_fn, batch, D: nn.Module | None = No
 
 
 @torch.no_grad()
-def update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
-    """``ema <- decay * ema + (1 - decay) * model`` for every float weight and buffer (others copied)."""
+def update_ema(ema: nn.Module, model: nn.Module, decay: float, step: int | None = None) -> None:
+    """``ema <- d * ema + (1 - d) * model`` for every float weight and buffer (others copied).
+
+    ``d = decay``, or with ``step`` (the number of steps taken before this one) the warm-up
+    ``d = min(decay, (1 + step) / (10 + step))``: without it an average started from the random
+    initial weights keeps ``decay ** steps`` of them (0.999: 76 % after 280 steps, 33 % after
+    1,120), and a short run's EMA is worse than grey. Taught in ``05_training_unet``."""
+    decay = decay if step is None else min(decay, (1 + step) / (10 + step))
     for e, m in zip(ema.state_dict().values(), model.state_dict().values()):
         e.lerp_(m, 1 - decay) if e.is_floating_point() else e.copy_(m)
 
@@ -249,7 +255,7 @@ class Trainer:
         d = discriminator_step(self.D_run, self.opt_D, self.criterion.gan, batch, ab_hat, **kw) if self.D else None
         g = generator_step(self.G_run, self.opt_G, self.criterion, batch, self.D, ab_hat=ab_hat, **kw)
         if self.ema is not None:
-            update_ema(self.ema, self.G, self.cfg.ema)
+            update_ema(self.ema, self.G, self.cfg.ema, step=self.step)  # self.step: steps before this one
         return g, d
 
     def _set_lr(self) -> None:

@@ -519,3 +519,25 @@ def test_recompute_bn_stats_gives_the_exact_average_for_the_current_weights():
     assert seen == 20
     torch.testing.assert_close(bn.running_mean, feats.mean(dim=(0, 2, 3)), rtol=1e-5, atol=1e-5)
     assert bn.momentum == 0.1 and not net.training  # restored
+
+
+def test_ema_warm_up_forgets_the_random_initial_weights():
+    """With ``step`` the decay is min(decay, (1 + step) / (10 + step)): after 280 steps at 0.999 the average keeps
+    76 % of its starting weights without the warm-up and almost none with it."""
+    import copy
+
+    from lib.train import update_ema
+
+    start, target = torch.nn.Linear(3, 3), torch.nn.Linear(3, 3)
+    for warm in (False, True):
+        ema = copy.deepcopy(start)
+        for t in range(280):
+            update_ema(ema, target, 0.999, step=t if warm else None)
+        share = ((ema.weight - target.weight) / (start.weight - target.weight)).mean().item()  # weight of the start
+        if warm:
+            assert share < 0.05, share
+        else:
+            assert abs(share - 0.999 ** 280) < 1e-4, share
+    ema = copy.deepcopy(start)
+    update_ema(ema, target, 0.999, step=0)
+    assert torch.allclose(ema.weight, 0.1 * start.weight + 0.9 * target.weight, atol=1e-6), "step 0: decay 0.1"
