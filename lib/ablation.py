@@ -39,7 +39,6 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import nbformat
 import torch
 import yaml
 
@@ -144,6 +143,8 @@ def _notebook_for(cfg: TrainConfig) -> Path | None:
     path = NOTEBOOKS / ("06_gan_training.ipynb" if cfg.loss.theta > 0 else "05_training_unet.ipynb")
     if not path.is_file():
         return None
+    import nbformat  # here, not at the top: its import costs ~4 s (jsonschema), paid only by the notebook paths
+
     cells = [c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
     params = cells[0].source if cells and "parameters" in cells[0].metadata.get("tags", []) else ""
     return path if all(f"{p} =" in params for p in ("train_overrides", "out_dir")) else None

@@ -40,7 +40,6 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
-from torchvision.transforms.v2 import functional as TF
 from tqdm.auto import tqdm
 
 from lib.color import rgb_to_lab, rgb_to_lab_norm
@@ -150,6 +149,8 @@ def decode_rgb(path: str | Path) -> Tensor:
 
 def resize_square(img: Tensor, size: int) -> Tensor:
     """Resize the short side to ``size`` (antialiased), then centre-crop to ``size x size``."""
+    from torchvision.transforms.v2 import functional as TF  # here: importing torchvision costs ~3 s, paid only when resizing
+
     if min(img.shape[-2:]) != size:
         img = TF.resize(img, [size], antialias=True)  # (3, size, >=size) or (3, >=size, size)
     if img.shape[-2] != size or img.shape[-1] != size:

@@ -20,7 +20,6 @@ import resource
 import time
 from pathlib import Path
 
-import nbformat
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
@@ -95,6 +94,8 @@ def is_checked(cell) -> bool:
 def pin(executed: str | Path, notebook: str | Path) -> int:
     """Copy the checked outputs of ``executed``'s marked cells into ``notebook``'s cell metadata
     (cells matched by id); return how many cells were pinned. Review the diff before committing."""
+    import nbformat  # here, not at the top: its import costs ~4 s (jsonschema), paid only by the notebook paths
+
     run = nbformat.read(executed, as_version=4)
     by_id = {c.get("id"): c for c in run.cells}
     nb = nbformat.read(notebook, as_version=4)

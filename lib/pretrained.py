@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torchvision
 from torch import nn
 
 from lib.errors import UserError
@@ -141,6 +140,8 @@ def _features_state(name: str, path: str | os.PathLike | None) -> dict:
 
 def features_from_state(name: str, state: dict, cut: int | None = None) -> nn.Sequential:
     """torchvision ``<name>().features`` (up to layer ``cut``) with ``state`` loaded strictly, in eval mode."""
+    import torchvision  # here, not at the top: importing it costs ~3 s, paid only when a network is built
+
     with torch.device("meta"):  # no time spent on a random init that is overwritten
         features = {"vgg16": torchvision.models.vgg16, "alexnet": torchvision.models.alexnet}[name](weights=None).features
     if cut is not None:
