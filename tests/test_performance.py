@@ -102,6 +102,7 @@ def test_auto_threads_leave_busy_cores_alone(monkeypatch, load, running, expecte
     import lib.runtime
 
     monkeypatch.setattr(lib.runtime, "_DEFAULT_THREADS", 2)
+    monkeypatch.setattr(lib.runtime, "_AUTO_THREADS", None)  # no choice left over by a Trainer of an earlier test
     torch.set_num_threads(2)  # (the autouse fixture restores it)
     monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))
     real_open = builtins.open
