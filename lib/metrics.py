@@ -261,7 +261,8 @@ def fid_from_features(real: Tensor, fake: Tensor) -> float:
     return frechet_distance(*stats[0], *stats[1])
 
 
-def kid(real: Tensor, fake: Tensor, subsets: int = 100, subset_size: int = 100, seed: int = 0) -> tuple[float, float]:
+def kid(real: Tensor, fake: Tensor, subsets: int = 100, subset_size: int = 100, seed: int = 0,
+        paired: bool = False) -> tuple[float, float]:
     r"""Kernel Inception Distance (Binkowski et al. 2018): ``(mean, std)`` over ``subsets``.
 
     For each subset, ``m = min(subset_size, N, M)`` features drawn without replacement from
@@ -272,15 +273,29 @@ def kid(real: Tensor, fake: Tensor, subsets: int = 100, subset_size: int = 100, 
       - \frac{2}{m^2}\sum_{i, j} k(x_i, y_j)$$
 
     Unbiased at small sample sizes (it can come out slightly negative), so it is the fairer
-    comparison on a few hundred test faces; report it beside FID. Taught in ``07_evaluation``.
+    comparison on a few hundred test faces; report it beside FID. Unbiased only when the two
+    samples are independent: colorizations are not, row ``i`` of ``fake`` is the colorization of
+    row ``i`` of ``real``, and such a pair's large ``k(x_i, y_i)`` in the cross term pulls the
+    estimate down (by about ``1/m`` of its size when a subset holds every pair). ``paired=True``
+    says the rows correspond and draws each subset's real and fake rows from *disjoint* faces
+    (``m <= N // 2``). Taught in ``07_evaluation``.
     """
     x, y = real.double().cpu(), fake.double().cpu()
-    m, d = min(subset_size, len(x), len(y)), x.shape[1]
-    assert m >= 2, f"KID needs at least 2 images per side, got {len(x)} and {len(y)}"
+    if paired:
+        assert len(x) == len(y), f"paired KID needs one fake per real image, got {len(x)} and {len(y)}"
+        m = min(subset_size, len(x) // 2)
+    else:
+        m = min(subset_size, len(x), len(y))
+    d = x.shape[1]
+    assert m >= 2, f"KID needs at least 2 images per side, got {len(x)} and {len(y)} (paired: {paired})"
     gen = torch.Generator().manual_seed(seed)
     values = []
     for _ in range(subsets):
-        xs, ys = x[torch.randperm(len(x), generator=gen)[:m]], y[torch.randperm(len(y), generator=gen)[:m]]
+        if paired:
+            faces = torch.randperm(len(x), generator=gen)  # real from the first m faces, fake from the next m
+            xs, ys = x[faces[:m]], y[faces[m:2 * m]]
+        else:
+            xs, ys = x[torch.randperm(len(x), generator=gen)[:m]], y[torch.randperm(len(y), generator=gen)[:m]]
         kxx, kyy, kxy = ((a @ b.T / d + 1) ** 3 for a, b in ((xs, xs), (ys, ys), (xs, ys)))  # 3 x (m, m)
         same = (kxx.sum() - kxx.diagonal().sum() + kyy.sum() - kyy.diagonal().sum()) / (m * (m - 1))
         values.append(float(same - 2 * kxy.mean()))
@@ -329,8 +344,8 @@ class FID:
     def compute(self) -> float:
         return fid_from_features(torch.cat(self.real), torch.cat(self.fake))
 
-    def kid(self, subsets: int = 100, subset_size: int = 100) -> tuple[float, float]:
-        return kid(torch.cat(self.real), torch.cat(self.fake), subsets, subset_size)
+    def kid(self, subsets: int = 100, subset_size: int = 100, paired: bool = False) -> tuple[float, float]:
+        return kid(torch.cat(self.real), torch.cat(self.fake), subsets, subset_size, paired=paired)
 
 
 # --- uncertainty -------------------------------------------------------------------------------------
@@ -453,7 +468,7 @@ class MetricSuite:
         out = summarize({k: torch.cat(v) for k, v in per.items()}, self.pooled_group)
         if self.use_fid:
             out["fid"] = self._fid.compute()
-            out["kid"], out["kid_std"] = self._fid.kid()
+            out["kid"], out["kid_std"] = self._fid.kid(paired=True)  # fake i colorizes real i
             if key is not None and cached is None:
                 self._real_feats[loader.dataset] = (key, list(self._fid.real))
         out["seconds"] = time.perf_counter() - start

@@ -361,6 +361,25 @@ def test_kid_matches_a_direct_computation():
     assert abs(same) < 0.1 * mean, "two samples of one distribution: KID about 0 (unbiased)"
 
 
+def test_paired_kid_removes_the_bias_of_corresponding_rows():
+    # fake row i is a noisy copy of real row i: both rows follow N(0, I), so the true MMD is 0
+    gen = torch.Generator().manual_seed(3)
+    real = torch.randn(400, 6, generator=gen)
+    fake = 0.9 * real + (1 - 0.9**2) ** 0.5 * torch.randn(400, 6, generator=gen)
+    naive, _ = M.kid(real[:100], fake[:100], subsets=20, subset_size=100)  # every subset holds all 100 pairs
+    fair, fair_std = M.kid(real, fake, subsets=50, subset_size=100, paired=True)
+    noise = fair_std / 50**0.5  # about the standard error of a mean over 50 subsets
+    assert naive < -5 * noise, "corresponding rows make the plain estimate clearly negative"
+    assert abs(fair) < 3 * noise, "disjoint faces: about 0"
+    order = torch.Generator().manual_seed(0)
+    faces = torch.randperm(400, generator=order)
+    one, _ = M.kid(real, fake, subsets=1, subset_size=100, paired=True)
+    direct = _direct_mmd2(real[faces[:100]].double().numpy(), fake[faces[100:200]].double().numpy())
+    assert one == pytest.approx(direct, rel=1e-9)
+    with pytest.raises(AssertionError, match="one fake per real"):
+        M.kid(real, fake[:10], paired=True)
+
+
 def test_paired_bootstrap_matches_a_direct_computation():
     rng = np.random.default_rng(8)
     a = rng.normal(25.0, 2.0, 260)
