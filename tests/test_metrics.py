@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -263,7 +264,8 @@ class _Oracle(nn.Module):
 def test_suite_with_fid_and_lpips(astronaut):
     true = _resize(torch.cat([astronaut[..., :256, :256], astronaut[..., 256:, 256:]]), 64).float()
     out = M.MetricSuite(fid=True, lpips=True, progress=False).evaluate(M.grey_predictor(), _loader(true, batch_size=1))
-    assert out["n_images"] == 2 and out["fid"] > 0 and 0 < out["lpips"] < 1 and "kid" in out
+    assert out["n_images"] == 2 and out["fid"] > 0 and 0 < out["lpips"] < 1
+    assert math.isnan(out["kid"]), "KID of colorizations needs 4 faces (2 real + 2 other colorized)"
 
 
 def test_suite_reuses_the_real_fid_statistics_of_a_full_pass():
@@ -359,6 +361,17 @@ def test_kid_matches_a_direct_computation():
     assert m5 > 0 and s5 > 0
     same, _ = M.kid(torch.randn(400, 6, generator=gen), torch.randn(400, 6, generator=gen), subsets=20)
     assert abs(same) < 0.1 * mean, "two samples of one distribution: KID about 0 (unbiased)"
+
+
+def test_fid_from_features_equals_the_covariance_formula_with_few_images():
+    gen = torch.Generator().manual_seed(5)
+    for n, m, d in ((30, 45, 64), (80, 80, 16)):  # fewer images than dimensions (the SVD form), then more
+        real = torch.randn(n, d, generator=gen) @ torch.randn(d, d, generator=gen) * 0.3
+        fake = torch.randn(m, d, generator=gen) * 1.2 + 0.5
+        stats = [(f.double().mean(0).numpy(), np.cov(f.double().numpy(), rowvar=False)) for f in (real, fake)]
+        expected = M.frechet_distance(*stats[0], *stats[1])
+        assert M.fid_from_features(real, fake) == pytest.approx(expected, rel=1e-9)
+        assert M.fid_from_features(fake, real) == pytest.approx(expected, rel=1e-9)
 
 
 def test_paired_kid_removes_the_bias_of_corresponding_rows():
