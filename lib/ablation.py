@@ -75,6 +75,7 @@ COLUMNS = (("psnr_rgb", "PSNR rgb", True), ("ssim_rgb", "SSIM rgb", True), ("psn
            ("ssim_lab", "SSIM lab", True), ("psnr_rgb_pooled64", "PSNR rgb pooled64", True),
            ("delta_cf", "dCF", False), ("fid", "FID", False), ("kid", "KID", False), ("lpips", "LPIPS", False))
 PER_IMAGE_KEPT = ("psnr_rgb", "ssim_rgb", "psnr_lab", "ssim_lab", "lpips")  # per-image values stored for the bootstrap
+KID_ESTIMATOR = "disjoint faces"  # lib.metrics.kid(paired=True); metrics.json files without it predate it
 SUPERSCRIPT = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
 
 
@@ -205,7 +206,7 @@ class _Measure:
     def __call__(self, predict, loader) -> dict:
         summary = self.suite.evaluate(predict, loader)
         per = {k: v.tolist() for k, v in self.suite.last_per_image.items() if k in PER_IMAGE_KEPT}
-        return {"summary": summary, "per_image": per}
+        return {"summary": summary, "per_image": per, **({"kid_estimator": KID_ESTIMATOR} if "kid" in summary else {})}
 
 
 def run_grid(grid: str | Grid, profile: str = "smoke", *, results: str | Path = RESULTS, runner: str = "auto",
@@ -341,6 +342,11 @@ def results_table(grid: str | Grid, profile: str, results: str | Path = RESULTS,
             "Per-image means over the test faces except `PSNR rgb pooled64` (MSE pooled over groups of 64, as the "
             "reference table was measured); superscripts rank the runs per column (1 = best); the interval is a paired "
             f"bootstrap over the test faces ({n_resamples} resamples)."]
+    stale = [n for n, r in rows.items() if "kid" in r["summary"] and r.get("kid_estimator") != KID_ESTIMATOR]
+    if stale and any(k == "kid" for k, _, _ in cols):
+        note.append(f"KID of {', '.join(stale)}: measured before KID drew each subset's true and colorized images from "
+                    "different faces (a subset could hold a face and its own colorization, which pulls KID down): "
+                    "compare their KIDs only with each other.")
     spread = seed_spread(grid, finished, n_resamples)
     if spread:
         note.append("Seed-to-seed spread (the same run trained again with another seed, same test faces): " + "; ".join(

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from lib.ablation import PROFILES, Grid, load_grid, results_table, run_config, run_grid
+from lib.ablation import KID_ESTIMATOR, PROFILES, Grid, load_grid, results_table, run_config, run_grid
 from lib.errors import ConfigError
 
 
@@ -85,6 +85,20 @@ def test_table_ranks_each_column_in_its_direction_and_gives_paired_intervals(tmp
     assert "(best)" in rows["good"]
     d, lo, hi = (float(x) for x in rows["bad"].split(" | ")[-1].strip(" |").replace("[", "").replace("]", "").replace(",", "").split())
     assert lo < d < hi < 0 and hi - lo < 0.1, "paired: the shared difficulty cancels, the interval is narrow"
+
+
+def test_table_names_the_rows_whose_kid_predates_the_disjoint_estimate(tmp_path):
+    rng = np.random.default_rng(1)
+    folder = tmp_path / "g-smoke"
+    for name, estimator in (("old", None), ("new", KID_ESTIMATOR)):
+        _fake_run(folder, name, rng.normal(25, 2, 50), dcf=10.0)
+        m = json.loads((folder / name / "metrics.json").read_text())
+        m["summary"]["kid"] = 0.01
+        m.update({"kid_estimator": estimator} if estimator else {})
+        (folder / name / "metrics.json").write_text(json.dumps(m))
+    table = results_table(Grid("g", "configs/seed.yaml", {"old": {}, "new": {}}), "smoke", tmp_path, n_resamples=100)
+    note = next(line for line in table.splitlines() if line.startswith("KID of "))
+    assert note.startswith("KID of old: measured before") and "new" not in note.split(":")[0]
 
 
 def test_notebook_overrides_rebuild_the_run_config_exactly(tmp_path):
