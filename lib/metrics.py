@@ -260,12 +260,12 @@ def fid_from_features(real: Tensor, fake: Tensor) -> float:
 
     With fewer images than dimensions (a few hundred faces, 2048 Inception features) it never
     forms a ``D x D`` matrix: with the centred features scaled as $A = (X - \mu_X)/\sqrt{N-1}$
-    ``(N, D)`` and $B$ likewise, $\Sigma_1 = A^	op A$, $\Sigma_2 = B^	op B$, and
-    $\Sigma_1\Sigma_2$ has the non-zero eigenvalues of $(A B^	op)(A B^	op)^	op$, so
+    ``(N, D)`` and $B$ likewise, $\Sigma_1 = A^\top A$, $\Sigma_2 = B^\top B$, and
+    $\Sigma_1\Sigma_2$ has the non-zero eigenvalues of $(A B^\top)(A B^\top)^\top$, so
     $\mathrm{Tr}(\Sigma_1\Sigma_2)^{1/2}$ is the sum of the singular values of the ``(N, M)``
-    matrix $A B^	op$ and $\mathrm{Tr}\,\Sigma_1 = \lVert A 
-Vert_F^2$: the same number as
-    :func:`frechet_distance` of the covariances, many times faster. Taught in ``07_evaluation``.
+    matrix $A B^\top$ and $\mathrm{Tr}\,\Sigma_1 = \lVert A \rVert_F^2$: the same
+    number as :func:`frechet_distance` of the covariances, many times faster. Taught in
+    ``07_evaluation``.
     """
     assert len(real) >= 2 and len(fake) >= 2, f"FID needs at least 2 images per side, got {len(real)} and {len(fake)}"
     x, y = real.double().cpu().numpy(), fake.double().cpu().numpy()  # (N, D), (M, D)
