@@ -34,6 +34,8 @@ import argparse
 import contextlib
 import copy
 import json
+import os
+import shutil
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -52,7 +54,7 @@ from lib.run_dir import write_json
 from lib.train import Trainer
 from lib.utils import write_text_atomic
 
-__all__ = ["GRIDS", "RESULTS", "PROFILES", "COLUMNS", "Grid", "load_grid", "run_config", "run_grid", "results_table",
+__all__ = ["GRIDS", "RESULTS", "PROFILES", "COLUMNS", "Grid", "load_grid", "run_config", "run_grid", "finished_twin", "results_table", "differences",
            "seed_spread", "write_table", "load_results", "sample_faces", "add_arguments", "run"]
 
 GRIDS = REPO_ROOT / "configs" / "grids"
@@ -68,6 +70,11 @@ PROFILES: dict[str, dict] = {
                           "workers": 0, "threads": 1, "num_samples": 4},
             "fid": True, "note": "scaled reproduction: 64x64, batch 16, 3 epochs (840 steps) with a cosine lr decay "
                                  "and an EMA of G (0.999, warmed up), one thread per run (2 runs share 2 cores)"},
+    "cpu_short": {"overrides": {"image_size": 64, "epochs": 1, "max_images": 3200, "batch_size": 16,
+                                "lr_schedule": "cosine", "ema": 0.999, "workers": 0, "threads": 1, "num_samples": 4},
+                  "fid": True, "note": "reduced cpu budget: 64x64, batch 16, 1 epoch on 3,200 training faces (200 "
+                                       "steps) with a cosine lr decay and an EMA of G (0.999, warmed up), one thread "
+                                       "per run; val and test splits whole"},
     "full": {"overrides": {}, "fid": True, "note": "the seed budget: 128x128, batch 64, 120 epochs (a GPU)"},
 }
 # (key, header, higher is better)
@@ -239,6 +246,12 @@ def run_grid(grid: str | Grid, profile: str = "smoke", *, results: str | Path = 
             (run_dir / "error.txt").unlink(missing_ok=True)
             cfg = run_config(grid, name, profile, run_dir / "run", extra)
             cfg.save(run_dir / "config.yaml")
+            twin = finished_twin(cfg, Path(results), profile, exclude=run_dir)
+            if twin is not None:
+                _reuse(twin, run_dir, grid, name, cfg)
+                status["done"].append(name)
+                log(f"{head} the same training as {twin.parent.name}/{twin.name} (finished): reused, not retrained")
+                continue
             how = _train(cfg, run_dir, runner)
             model, ckpt = load_generator(run_dir / "run" / "best.pt")
             loader, train, source = measure.data(ckpt["data_source"], cfg)
@@ -263,6 +276,39 @@ def run_grid(grid: str | Grid, profile: str = "smoke", *, results: str | Path = 
     if status["table"]:
         log(f"[ablate] table -> {status['table']}")
     return status
+
+
+def _comparable(cfg: TrainConfig) -> dict:
+    d = cfg.to_dict()
+    d.pop("out_dir")
+    return d
+
+
+def finished_twin(cfg: TrainConfig, results: Path, profile: str, exclude: Path | None = None) -> Path | None:
+    """A finished run, of any grid in ``profile``, whose resolved config equals ``cfg`` but for
+    ``out_dir``: the same training (bitwise on CPU with fixed threads), so it is reused rather
+    than trained again. The seed architecture is a row of several grids."""
+    mine = _comparable(cfg)
+    for done in sorted(results.glob(f"*-{profile}/*/metrics.json")):
+        run_dir = done.parent
+        if run_dir == exclude or not (run_dir / "config.yaml").is_file():
+            continue
+        with contextlib.suppress(ConfigError):
+            if _comparable(TrainConfig.load(run_dir / "config.yaml")) == mine:
+                return run_dir
+    return None
+
+
+def _reuse(twin: Path, run_dir: Path, grid: Grid, name: str, cfg: TrainConfig) -> None:
+    """Make ``run_dir`` the finished run ``twin``: its training folder hard-linked (no copy of the
+    checkpoints), its baselines when this grid has none, its metrics with this run's names."""
+    shutil.copytree(twin / "run", run_dir / "run", copy_function=os.link, dirs_exist_ok=True)
+    if not (run_dir.parent / "baselines.json").is_file() and (twin.parent / "baselines.json").is_file():
+        shutil.copyfile(twin.parent / "baselines.json", run_dir.parent / "baselines.json")
+    report = json.loads((twin / "metrics.json").read_text())
+    report.update(run=name, grid=grid.name, overrides=grid.overrides(name), config=cfg.to_dict(),
+                  reused_from=f"{twin.parent.name}/{twin.name}")
+    write_json(run_dir / "metrics.json", report)
 
 
 def _baselines(folder: Path, measure: _Measure, loader, train, source, size: int) -> None:
@@ -347,6 +393,10 @@ def results_table(grid: str | Grid, profile: str, results: str | Path = RESULTS,
         note.append(f"KID of {', '.join(stale)}: measured before KID drew each subset's true and colorized images from "
                     "different faces (a subset could hold a face and its own colorization, which pulls KID down): "
                     "compare their KIDs only with each other.")
+    reused = {n: r["reused_from"] for n, r in finished.items() if r.get("reused_from")}
+    if reused:
+        note.append("Trained once for several grids (the same config): " + ", ".join(
+            f"`{n}` is {src}" for n, src in reused.items()) + ".")
     spread = seed_spread(grid, finished, n_resamples)
     if spread:
         note.append("Seed-to-seed spread (the same run trained again with another seed, same test faces): " + "; ".join(
@@ -358,6 +408,21 @@ def results_table(grid: str | Grid, profile: str, results: str | Path = RESULTS,
         note.append("Reference values: the reference study's table (128x128, FaceNet perceptual loss, its own test set); "
                     "compare them only with the pooled column.")
     return "\n".join(note) + "\n\n" + "\n".join(lines) + "\n"
+
+
+def differences(grid: str | Grid, profile: str, against: str | None = None, results: str | Path = RESULTS,
+                n_resamples: int = 2000, metric: str = "psnr_rgb") -> dict[str, tuple[float, float, float]]:
+    """``{row: (mean difference, low, high)}``: each finished run's, repeat's and baseline's per-face
+    ``metric`` minus that of run ``against`` (default: the grid's first run, its reference point),
+    with the paired-bootstrap 95 % interval over the test faces. What 08's difference figures draw."""
+    grid = grid if isinstance(grid, Grid) else load_grid(grid)
+    finished, baselines = load_results(grid, profile, results)
+    against = against or grid.names[0]
+    if against not in finished:
+        raise ConfigError(f"run {against!r} of grid {grid.name!r} has not finished in profile {profile!r}")
+    ref = finished[against]["per_image"][metric]
+    return {n: paired_bootstrap(r["per_image"][metric], ref, n_resamples)
+            for n, r in {**finished, **baselines}.items() if n != against}
 
 
 def seed_spread(grid: Grid, finished: dict, n_resamples: int = 2000) -> list[tuple]:

@@ -33,6 +33,8 @@ __all__ = [
     "denormalize_ab",
     "rgb_to_lab_norm",
     "lab_norm_to_rgb",
+    "prediction_to_rgb",
+    "prediction_target",
 ]
 
 # --- constants (sRGB / D65, as in scikit-image) -------------------------------------
@@ -217,3 +219,24 @@ def lab_norm_to_rgb(l_n: Tensor, ab_n: Tensor) -> Tensor:
         raise ValueError(f"expected L (..., 1, H, W) and ab (..., 2, H, W), got {tuple(l_n.shape)} and {tuple(ab_n.shape)}")
     lab = torch.cat((denormalize_l(l_n), denormalize_ab(ab_n)), dim=-3)  # (..., 3, H, W)
     return lab_to_rgb(lab)
+
+
+def prediction_to_rgb(l_n: Tensor, pred: Tensor) -> Tensor:
+    """sRGB in [0, 1] of a generator's output ``pred``.
+
+    ``pred`` (..., 2, H, W) is ab_n, the method: RGB is rebuilt from the true L and the
+    predicted ab. ``pred`` (..., 3, H, W) is the RGB mode of the ``colorspace`` ablation
+    (``model.out_channels: 3``): the network predicts the colour *and* the lightness as RGB in
+    (-1, 1), and that image is used as it is, true L discarded. Taught in ``08_ablation_study``.
+    """
+    if pred.dim() >= 3 and pred.shape[-3] == 3:
+        return ((pred + 1.0) / 2.0).clamp(0.0, 1.0)  # (..., 3, H, W)
+    return lab_norm_to_rgb(l_n, pred)
+
+
+def prediction_target(l_n: Tensor, ab_n: Tensor, channels: int) -> Tensor:
+    """The true image in the generator's output space: ``ab_n`` itself for 2 channels, the
+    true RGB mapped to (-1, 1) for the RGB mode (3 channels). What the pixel loss compares with."""
+    if channels == 3:
+        return lab_norm_to_rgb(l_n, ab_n) * 2.0 - 1.0  # (..., 3, H, W)
+    return ab_n

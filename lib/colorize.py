@@ -275,6 +275,9 @@ def colorize_batch(images: Sequence, checkpoint=None, *, size: int | None = None
         raise ConfigError(f"chroma must be a finite number >= 0 (1 = the model's colours, 0 = grey), got {chroma!r}")
     dev = _device_of(model)
     multiple = getattr(getattr(model, "config", None), "multiple", 1)  # 2**depth
+    if getattr(getattr(model, "config", None), "out_channels", 2) != 2:
+        raise ConfigError("this checkpoint predicts RGB (model.out_channels 3, the colorspace ablation's RGB mode); "
+                          "colorize keeps the photo's own lightness and needs a model that predicts ab")
     Ls, inputs, groups = [], [], {}
     for i, image in enumerate(images):
         Ls.append(_lightness(_as_image(image), dev))  # (H, W)

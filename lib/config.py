@@ -166,6 +166,9 @@ class TrainConfig:
                                   f"allowed: {', '.join(VGG16_LAYERS)}")
         if loss.beta > 0 and not loss.perceptual_layers:
             raise ConfigError("option 'loss.perceptual_layers' is empty while loss.beta > 0; name a VGG16 layer")
+        if self.model.out_channels == 3 and loss.theta > 0:
+            raise ConfigError("option 'model.out_channels' is 3 (the RGB mode of the colorspace ablation), which "
+                              "trains without the GAN term: set loss.theta=0")
         if self.select_metric in ("fid", "lpips") and not getattr(self, f"eval_{self.select_metric}"):
             raise ConfigError(f"option 'select_metric' is {self.select_metric!r} but 'eval_{self.select_metric}' "
                               f"is false: set eval_{self.select_metric}=true")

@@ -21,12 +21,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lib import pretrained
-from lib.color import lab_norm_to_rgb
+from lib.pretrained import IMAGENET_MEAN, IMAGENET_STD
+from lib.color import lab_norm_to_rgb, prediction_target, prediction_to_rgb
 
-__all__ = ["PixelLoss", "PerceptualLoss", "GANLoss", "ColorizationLoss", "term_shares", "IMAGENET_MEAN", "IMAGENET_STD"]
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)  # torchvision's ImageNet normalisation (RGB in [0, 1])
-IMAGENET_STD = (0.229, 0.224, 0.225)
+__all__ = ["PixelLoss", "PerceptualLoss", "GANLoss", "ColorizationLoss", "term_shares"]
 
 
 def _distance(kind: str):
@@ -158,7 +156,7 @@ class PerceptualLoss(nn.Module):
 
     def layer_terms(self, l_n: Tensor, ab_hat: Tensor, ab: Tensor) -> dict[str, Tensor]:
         """The unweighted term ``L_j`` of every configured layer, by name (``"relu1_2"``, ...)."""
-        rgb_hat = lab_norm_to_rgb(l_n, ab_hat)  # (B, 3, H, W), differentiable w.r.t. ab_hat
+        rgb_hat = prediction_to_rgb(l_n, ab_hat)  # (B, 3, H, W), differentiable w.r.t. ab_hat
         with torch.no_grad():
             target = self.features(lab_norm_to_rgb(l_n, ab))  # name -> (B, C_j, h_j, w_j)
         pred = self.features(rgb_hat)  # name -> (B, C_j, h_j, w_j)
@@ -250,7 +248,7 @@ class ColorizationLoss(nn.Module):
         self.gan = GANLoss(gan_mode)
 
     def forward(self, l_n: Tensor, ab_hat: Tensor, ab: Tensor, fake_logits: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:
-        raw = {"pixel": self.pixel(ab_hat, ab)}
+        raw = {"pixel": self.pixel(ab_hat, prediction_target(l_n, ab, ab_hat.shape[1]))}  # ab_n, or RGB (RGB mode)
         weights = {"pixel": self.alpha}
         layers = {}
         if self.perceptual is not None:

@@ -41,7 +41,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from lib.color import denormalize_ab, denormalize_l, lab_norm_to_rgb
+from lib.color import denormalize_ab, denormalize_l, lab_norm_to_rgb, prediction_to_rgb, rgb_to_lab
 from lib.pretrained import alexnet_features, fid_inception
 from lib.utils import atomic_write, cache_dir, clean_stale_temp_files, eval_mode
 
@@ -213,20 +213,27 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
 
 
 # --- per image, then over the split -------------------------------------------------------------
+def _check_prediction(ab_hat: Tensor, ab: Tensor) -> None:
+    ok = ab_hat.shape[0] == ab.shape[0] and ab_hat.shape[2:] == ab.shape[2:] and ab_hat.shape[1] in (2, 3)
+    assert ok, f"prediction {tuple(ab_hat.shape)} must be ab (B, 2, H, W) or RGB (B, 3, H, W) like ab {tuple(ab.shape)}"
+
+
 def image_metrics(l_n: Tensor, ab_hat: Tensor, ab: Tensor) -> dict[str, Tensor]:
     """Every per-image metric of one batch: ``{name: (B,)}``, the definitions in one place.
 
     ``l_n (B, 1, H, W)``, ``ab_hat`` and ``ab (B, 2, H, W)`` normalised as in ``lib.color``;
-    both RGB images are rebuilt from the true L. Gives ``psnr_rgb``, ``ssim_rgb``,
+    both RGB images are rebuilt from the true L. An RGB-mode prediction ``(B, 3, H, W)``
+    (``lib.color.prediction_to_rgb``) is measured as the image it is, its Lab converted from it. Gives ``psnr_rgb``, ``ssim_rgb``,
     ``psnr_lab``, ``ssim_lab``, ``mse_rgb`` (for the pooled PSNR), ``colorfulness_pred``
     and ``colorfulness_true``. Taught in ``07_evaluation``.
     """
-    assert ab_hat.shape == ab.shape, f"ab_hat {tuple(ab_hat.shape)} and ab {tuple(ab.shape)} must match"
+    _check_prediction(ab_hat, ab)
     rgb_true = lab_norm_to_rgb(l_n, ab)  # (B, 3, H, W) in [0, 1]
-    rgb_pred = lab_norm_to_rgb(l_n, ab_hat)  # (B, 3, H, W): true L + predicted ab
+    rgb_pred = prediction_to_rgb(l_n, ab_hat)  # (B, 3, H, W): true L + predicted ab
     L = denormalize_l(l_n)  # (B, 1, H, W)
     lab_true = torch.cat((L, denormalize_ab(ab)), dim=1)  # (B, 3, H, W)
-    lab_pred = torch.cat((L, denormalize_ab(ab_hat)), dim=1)  # (B, 3, H, W)
+    rgb_mode = ab_hat.shape[1] == 3
+    lab_pred = rgb_to_lab(rgb_pred) if rgb_mode else torch.cat((L, denormalize_ab(ab_hat)), dim=1)  # (B, 3, H, W)
     return {
         "psnr_rgb": psnr_rgb(rgb_pred, rgb_true),
         "ssim_rgb": ssim_rgb(rgb_pred, rgb_true),
@@ -469,10 +476,10 @@ class MetricSuite:
                     break
                 l_n, ab = l_n.to(device), ab.to(device)  # (B, 1, H, W), (B, 2, H, W)
                 ab_hat = predict_fn(l_n).to(device, ab.dtype)  # (B, 2, H, W)
-                assert ab_hat.shape == ab.shape, f"predictor returned {tuple(ab_hat.shape)}, expected {tuple(ab.shape)}"
+                _check_prediction(ab_hat, ab)
                 values = image_metrics(l_n, ab_hat, ab)
                 if self.use_lpips or self.use_fid:
-                    rgb_true, rgb_pred = lab_norm_to_rgb(l_n, ab), lab_norm_to_rgb(l_n, ab_hat)  # (B, 3, H, W)
+                    rgb_true, rgb_pred = lab_norm_to_rgb(l_n, ab), prediction_to_rgb(l_n, ab_hat)  # (B, 3, H, W)
                 if self.use_lpips:
                     values["lpips"] = self._lpips(rgb_pred, rgb_true)
                 if self.use_fid:

@@ -30,12 +30,14 @@ from torch import nn
 
 from lib.errors import UserError
 
-__all__ = ["WeightsUnavailableError", "BACKBONES", "VGG16_LAYERS", "PINNED_SHA256", "FETCH_COMMAND", "weights_dir",
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "WeightsUnavailableError", "BACKBONES", "VGG16_LAYERS", "PINNED_SHA256", "FETCH_COMMAND", "weights_dir",
            "torchvision_cache_file", "state_dict_sha256", "features_from_state", "vgg16_features",
            "alexnet_features", "fid_inception_file", "fid_inception"]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FETCH_COMMAND = "make weights"  # runs `python tools/fetch_weights.py`
+IMAGENET_MEAN = (0.485, 0.456, 0.406)  # torchvision's ImageNet normalisation (RGB in [0, 1])
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from matplotlib.colors import LinearSegmentedColormap
 from matplotlib.figure import Figure
 from torch import Tensor
 
-from lib.color import denormalize_l, lab_norm_to_rgb, rgb_to_lab
+from lib.color import denormalize_l, lab_norm_to_rgb, prediction_to_rgb, rgb_to_lab
 from lib.data import open_splits
 from lib.metrics import psnr_rgb
 
@@ -121,12 +121,12 @@ def show_colorization_grid(
     preds = ab_hat if isinstance(ab_hat, dict) else {"prediction": ab_hat}
     assert l_n.dim() == 4 and l_n.shape[1] == 1, f"l_n must be (B, 1, H, W), got {tuple(l_n.shape)}"
     for name, pred in preds.items():
-        assert pred.shape[0] >= min(n, len(l_n)) and pred.shape[1] == 2 and pred.shape[-2:] == l_n.shape[-2:], (
-            f"{name}: ab must be (B, 2, H, W) matching L {tuple(l_n.shape)}, got {tuple(pred.shape)}")
+        assert pred.shape[0] >= min(n, len(l_n)) and pred.shape[1] in (2, 3) and pred.shape[-2:] == l_n.shape[-2:], (
+            f"{name}: ab must be (B, 2, H, W) (or RGB-mode (B, 3, H, W)) matching L {tuple(l_n.shape)}, got {tuple(pred.shape)}")
     n = min(n, len(l_n))
     l_n = l_n[:n].detach().float().cpu()  # (n, 1, H, W)
     rows = [("grey input", (denormalize_l(l_n) / 100.0).expand(-1, 3, -1, -1))]
-    rows += [(name, lab_norm_to_rgb(l_n, pred[:n].detach().float().cpu())) for name, pred in preds.items()]
+    rows += [(name, prediction_to_rgb(l_n, pred[:n].detach().float().cpu())) for name, pred in preds.items()]
     if ab is not None:
         rows.append(("truth", lab_norm_to_rgb(l_n, ab[:n].detach().float().cpu())))
 
@@ -150,7 +150,7 @@ def save_sample_grid(predict, l_n: Tensor, ab: Tensor, path: str | Path, title: 
     """The fixed faces a training run draws after each evaluation (``samples/epoch_NNNN.png``):
     grey input | ``predict(l_n)`` captioned with its PSNR_rgb | truth. Taught in ``05_training_unet``."""
     ab_hat = predict(l_n).cpu()  # (N, 2, H, W)
-    psnr = psnr_rgb(lab_norm_to_rgb(l_n, ab_hat), lab_norm_to_rgb(l_n, ab))  # (N,)
+    psnr = psnr_rgb(prediction_to_rgb(l_n, ab_hat), lab_norm_to_rgb(l_n, ab))  # (N,)
     return show_colorization_grid(l_n, ab_hat, ab, n=len(l_n), captions=[f"{v:.1f} dB" for v in psnr.tolist()],
                                   title=title, path=path)
 
@@ -190,6 +190,34 @@ def plot_training_curves(run_dir: str | Path, metric: str = "psnr_rgb", path: st
         ax.grid(alpha=0.3)
     fig.suptitle(f"{run_dir.name}: {len(rows)} epochs", fontsize=11)
     fig.tight_layout()
+    if path is not None:
+        save_figure(fig, path)
+    return fig
+
+
+# --- ablation differences ---------------------------------------------------------------------
+def plot_differences(panels: dict[str, dict[str, tuple[float, float, float]]], *, spread: float | None = None,
+                     baselines: tuple[str, ...] = ("grey", "mean face"), xlabel: str = "Δ PSNR rgb (dB)",
+                     path: str | Path | None = None) -> Figure:
+    """One panel per grid: each row's mean difference from the grid's reference run with its 95 %
+    interval, as horizontal bars (``lib.ablation.differences`` gives one panel's rows). ``spread``:
+    the seed-to-seed difference measured at the same budget, shaded as +-spread around 0 (a
+    difference inside it is not a finding). Rows named in ``baselines`` are grey bars. Taught in
+    ``08_ablation_study``."""
+    heights = [0.42 * len(rows) + 0.9 for rows in panels.values()]
+    fig = Figure(figsize=(8, sum(heights)), layout="constrained")
+    axes = fig.subplots(len(panels), 1, squeeze=False, gridspec_kw={"height_ratios": heights})[:, 0]
+    for ax, (title, rows) in zip(axes, panels.items()):
+        names = list(rows)[::-1]
+        d = np.array([rows[n][0] for n in names])
+        err = np.array([[rows[n][0] - rows[n][1], rows[n][2] - rows[n][0]] for n in names]).T  # (2, rows)
+        ax.barh(names, d, xerr=err, capsize=3, color=["0.75" if n in baselines else "C0" for n in names])
+        if spread is not None:
+            ax.axvspan(-spread, spread, color="C1", alpha=0.15, lw=0)
+        ax.axvline(0, color="k", lw=1)
+        ax.set_title(title, fontsize=10, loc="left")
+        ax.tick_params(labelsize=8)
+    axes[-1].set_xlabel(xlabel + ("" if spread is None else f"; shaded: ± the seed-to-seed spread ({spread:.2f} dB)"))
     if path is not None:
         save_figure(fig, path)
     return fig

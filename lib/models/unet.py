@@ -15,6 +15,10 @@ Level ``i`` (0 = full resolution, ``depth`` = innermost) has ``ndims * 2**i`` ch
       bottleneck  ViT (num_blocks > 0) or ConvBlock (num_blocks = 0)
       decoder[i]  Upsample -> g; gates[i](skip i, g); ConvBlock(cat) for i = d-1 ... 0
       head        1x1 conv + tanh           -> ab_n (B,2,H,W) in (-1, 1)
+
+Two options exist for the ablations of ``08_ablation_study`` only: ``encoder="vgg16"`` (the
+encoder is ImageNet VGG16's conv blocks, ``lib.models.vgg_encoder``) and ``out_channels=3``
+(the head predicts RGB instead of ab; ``lib.color.prediction_to_rgb``).
 """
 
 from __future__ import annotations
@@ -28,9 +32,12 @@ from torch import Tensor, nn
 
 from lib.models.attention_gate import AttentionGate
 from lib.models.blocks import ACTIVATIONS, NORMS, ConvBlock, Downsample, Upsample
+from lib.models.vgg_encoder import VGG16Encoder
 from lib.models.vit import ViTBottleneck
 
-__all__ = ["UNetConfig", "UNet"]
+__all__ = ["ENCODERS", "UNetConfig", "UNet"]
+
+ENCODERS = ("conv", "vgg16")
 
 
 @dataclass
@@ -41,7 +48,7 @@ class UNetConfig:
     """
 
     in_channels: int = 1  # input channels: the normalised lightness L_n
-    out_channels: int = 2  # output channels: the normalised chroma ab_n
+    out_channels: int = 2  # 2: the normalised chroma ab_n (the method); 3: RGB in (-1, 1), the colorspace ablation's RGB mode
     ndims: int = 16  # channels of the first (full-resolution) level; doubles at each level down
     depth: int = 4  # number of 2x downsamplings; H and W must be divisible by 2**depth
     num_blocks: int = 1  # transformer blocks in the bottleneck; 0 = a plain conv bottleneck
@@ -56,6 +63,7 @@ class UNetConfig:
     vit_mlp_ratio: float = 4.0  # hidden width of the transformer MLP, as a multiple of vit_dim
     pos_encoding: str = "sincos"  # "sincos" (fixed, cached per size) | "learned" (resized per size)
     pos_grid: int = 8  # grid side of the learned table (8 = a 128x128 input at depth 4)
+    encoder: str = "conv"  # "conv" (learned from scratch) | "vgg16" (ImageNet VGG16 blocks, fine-tuned; depth <= 4)
 
     def __post_init__(self):
         assert self.depth >= 1, f"depth must be >= 1, got {self.depth}"
@@ -63,6 +71,9 @@ class UNetConfig:
         assert self.norm in NORMS, f"norm {self.norm!r} is not one of {NORMS}"
         assert self.activation in ACTIVATIONS, f"activation {self.activation!r} is not one of {ACTIVATIONS}"
         assert 0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), got {self.dropout}"
+        assert self.out_channels in (2, 3), f"out_channels must be 2 (ab) or 3 (RGB mode), got {self.out_channels}"
+        assert self.encoder in ENCODERS, f"encoder {self.encoder!r} is not one of {ENCODERS}"
+        assert self.encoder != "vgg16" or self.depth <= 4, f"a VGG16 encoder allows depth <= 4, got {self.depth}"
 
     def channels(self, level: int) -> int:
         """Channels of level ``level`` (0 = full resolution, ``depth`` = innermost)."""
@@ -116,14 +127,17 @@ class UNet(nn.Module):
         super().__init__()
         cfg = self.config = config or UNetConfig()
         act, norm = cfg.activation, cfg.norm
-        self.encoder = nn.ModuleList([ConvBlock(cfg.in_channels, cfg.channels(0), norm, act, 0.0, cfg.eca)])
-        for i in range(1, cfg.depth + 1):
-            self.encoder.append(
-                nn.Sequential(
-                    Downsample(cfg.channels(i - 1), norm, act),
-                    ConvBlock(cfg.channels(i - 1), cfg.channels(i), norm, act, 0.0, cfg.eca),
+        if cfg.encoder == "vgg16":  # the components ablation: lib.models.vgg_encoder
+            self.encoder: nn.Module = VGG16Encoder(cfg.depth, [cfg.channels(i) for i in range(cfg.depth + 1)], norm, act)
+        else:
+            self.encoder = nn.ModuleList([ConvBlock(cfg.in_channels, cfg.channels(0), norm, act, 0.0, cfg.eca)])
+            for i in range(1, cfg.depth + 1):
+                self.encoder.append(
+                    nn.Sequential(
+                        Downsample(cfg.channels(i - 1), norm, act),
+                        ConvBlock(cfg.channels(i - 1), cfg.channels(i), norm, act, 0.0, cfg.eca),
+                    )
                 )
-            )
         c_bot = cfg.channels(cfg.depth)
         if cfg.num_blocks > 0:
             self.bottleneck: nn.Module = ViTBottleneck(
@@ -154,11 +168,7 @@ class UNet(nn.Module):
 
     def forward(self, l_n: Tensor) -> Tensor:
         self.check_input(l_n)
-        skips = []
-        x = l_n  # (B, 1, H, W)
-        for level, enc in enumerate(self.encoder):
-            x = enc(x)  # (B, ndims*2^level, H/2^level, W/2^level)
-            skips.append(x)
+        skips = self.encode(l_n)  # E_0 ... E_d
         x = self.bottleneck(skips.pop())  # (B, C_d, H/2^d, W/2^d)
         for level in reversed(range(self.config.depth)):
             dec, skip = self.decoder[level], skips[level]
@@ -167,6 +177,16 @@ class UNet(nn.Module):
                 skip = self.gates[level](skip, g)  # (B, C_i, H/2^i, W/2^i)
             x = dec.block(torch.cat([skip, g], dim=1))  # (B, C_i, H/2^i, W/2^i)
         return self.head(x)  # (B, 2, H, W)
+
+    def encode(self, l_n: Tensor) -> list[Tensor]:
+        """The encoder maps ``[E_0, ..., E_d]``, ``E_i (B, ndims*2^i, H/2^i, W/2^i)``."""
+        if self.config.encoder == "vgg16":
+            return self.encoder(l_n)
+        skips, x = [], l_n  # x: (B, 1, H, W)
+        for enc in self.encoder:
+            x = enc(x)  # (B, ndims*2^level, H/2^level, W/2^level)
+            skips.append(x)
+        return skips
 
     def attention_maps(self) -> list[Tensor]:
         """The attention-gate maps ``alpha`` of the last forward, outermost (full resolution)
