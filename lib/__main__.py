@@ -117,6 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-baselines", dest="baselines", action="store_false", help="skip the grey and mean-face baselines")
     p.add_argument("--fid", action="store_true", help="also compute FID (Inception, 299x299; slow on CPU)")
     p.add_argument("--lpips", action="store_true", help="also compute LPIPS (AlexNet)")
+    p.add_argument("--flip", action="store_true",
+                   help="average each prediction with the mirrored prediction of the mirrored face (2x the time)")
     p.add_argument("--out", default=None, metavar="FILE", help="write the JSON here (default: print it)")
     p.set_defaults(run=_run_evaluate)
 

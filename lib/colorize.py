@@ -260,12 +260,13 @@ def _merge(L: Tensor, ab: Tensor) -> np.ndarray:
 # --- the public functions --------------------------------------------------------------
 @torch.inference_mode()
 def colorize_batch(images: Sequence, checkpoint=None, *, size: int | None = None, chroma: float = 1.0,
-                   device: str = "auto", batch_size: int = 8) -> list[np.ndarray]:
+                   device: str = "auto", batch_size: int = 8, flip: bool = False) -> list[np.ndarray]:
     """Colorize many images (each as :func:`colorize` takes it); one uint8 ``(H, W, 3)`` array each.
 
     Images whose model inputs have the same shape (all 1024x1024 faces, say) share model calls
     of up to ``batch_size``; the model runs in eval mode (BatchNorm running statistics) and is
-    put back in the mode it was in. Taught in ``09_interactive_demo``.
+    put back in the mode it was in. ``flip``: each ab is averaged with the mirrored prediction of
+    the mirrored input (``lib.evaluate.predictor``), twice the time. Taught in ``09_interactive_demo``.
     """
     model, trained_size = _generator(checkpoint, device)
     size = trained_size if size is None else size
@@ -288,7 +289,10 @@ def colorize_batch(images: Sequence, checkpoint=None, *, size: int | None = None
         for indices in groups.values():
             for start in range(0, len(indices), batch_size):
                 chunk = indices[start : start + batch_size]
-                out = model(torch.stack([inputs[i][0] for i in chunk])).float()  # (b, 2, h', w') in (-1, 1)
+                x = torch.stack([inputs[i][0] for i in chunk])  # (b, 1, h', w'): padded to 2**depth
+                out = model(x).float()  # (b, 2, h', w') in (-1, 1)
+                if flip:
+                    out = 0.5 * (out + model(x.flip(-1)).float().flip(-1))  # (b, 2, h', w')
                 for i, ab in zip(chunk, out):
                     top, left, h, w = inputs[i][1]
                     ab_hat[i] = ab[:, top : top + h, left : left + w]  # (2, h, w)
@@ -296,7 +300,7 @@ def colorize_batch(images: Sequence, checkpoint=None, *, size: int | None = None
 
 
 def colorize(image, checkpoint=None, *, size: int | None = None, chroma: float = 1.0,
-             device: str = "auto") -> np.ndarray:
+             device: str = "auto", flip: bool = False) -> np.ndarray:
     """Colorize one image of any size and aspect, grey or colour -> uint8 RGB ``(H, W, 3)``.
 
     ``image``: a path (decoded by :func:`lib.images.load_rgb`, pixel limit included), a PIL
@@ -305,9 +309,10 @@ def colorize(image, checkpoint=None, *, size: int | None = None, chroma: float =
     on its own device; ``device`` picks where a path is loaded). ``size``: the short side the
     model sees (default: the checkpoint's training size, 128 for a bare model). ``chroma``
     scales the predicted ab (0 = grey, 1 = as predicted, >1 more saturated). The output's Lab L
-    is the input's (up to uint8 rounding). Taught in ``09_interactive_demo``.
+    is the input's (up to uint8 rounding). ``flip``: mirror averaging (:func:`colorize_batch`).
+    Taught in ``09_interactive_demo``.
     """
-    return colorize_batch([image], checkpoint, size=size, chroma=chroma, device=device, batch_size=1)[0]
+    return colorize_batch([image], checkpoint, size=size, chroma=chroma, device=device, batch_size=1, flip=flip)[0]
 
 
 # --- the command -----------------------------------------------------------------------
@@ -408,6 +413,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=_positive_int, default=8, metavar="N",
                         help="images per model call (default: 8)")
     parser.add_argument("--device", type=_device, default="auto", help="auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps")
+    parser.add_argument("--flip", action="store_true",
+                        help="average each prediction with the mirrored prediction of the mirrored photo (2x the time)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -451,7 +458,7 @@ def run(args: argparse.Namespace) -> int:
 
     def flush() -> None:
         rgbs = colorize_batch([rgb for *_, rgb in pending], model, size=size, chroma=args.chroma,
-                              batch_size=args.batch_size)
+                              batch_size=args.batch_size, flip=args.flip)
         for (src, target, _), rgb in zip(pending, rgbs):
             png = io.BytesIO()
             Image.fromarray(rgb).save(png, format="PNG")

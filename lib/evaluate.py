@@ -36,15 +36,24 @@ TABLE_METRICS = ("psnr_rgb", "ssim_rgb", "psnr_rgb_pooled64", "psnr_lab", "ssim_
 _NOT_AVERAGED = {"n_images", "seconds", "fid"}
 
 
-def predictor(model: torch.nn.Module, device: torch.device | str, channels_last: bool = False
+def predictor(model: torch.nn.Module, device: torch.device | str, channels_last: bool = False, flip: bool = False
               ) -> Callable[[Tensor], Tensor]:
     """``predict(l_n) -> ab_hat (B, 2, H, W)`` for evaluation: no gradients, fp32 whatever the
-    training precision (metrics must not depend on the hardware). Put ``model`` in eval mode."""
+    training precision (metrics must not depend on the hardware). Put ``model`` in eval mode.
+
+    ``flip``: test-time mirror averaging, ``(G(x) + mirror(G(mirror(x)))) / 2`` (a face is about
+    left-right symmetric, and the two predictions' errors partly cancel); twice the time. Off
+    unless asked: reported numbers are the model's own. Taught in ``07_evaluation``."""
+
+    def run(l_n: Tensor) -> Tensor:
+        return model(l_n.contiguous(memory_format=torch.channels_last) if channels_last else l_n).float().contiguous()
 
     @torch.no_grad()
     def predict(l_n: Tensor) -> Tensor:
         l_n = l_n.to(device)  # (B, 1, H, W)
-        return model(l_n.contiguous(memory_format=torch.channels_last) if channels_last else l_n).float().contiguous()
+        if flip:
+            return 0.5 * (run(l_n) + run(l_n.flip(-1)).flip(-1))  # (B, 2, H, W)
+        return run(l_n)
 
     return predict
 
@@ -190,12 +199,13 @@ def format_table(report: dict) -> str:
 def evaluate_checkpoint(checkpoint: str | Path | None, split: str = "test", image_size: int | None = None,
                         data_root: str | None = None, max_images: int | None = None, batch_size: int = 64,
                         device: str = "auto", baselines: bool = True, fid: bool = False, lpips: bool = False,
-                        progress: bool = True) -> dict:
+                        flip: bool = False, progress: bool = True) -> dict:
     """Metrics of ``checkpoint``'s generator on ``split`` at ``image_size`` (default: its training
     size), with the grey and mean-face baselines; a JSON-ready dict.
 
     The data are the checkpoint's own (``data_source``) unless ``data_root`` names another
-    folder; the report's ``data`` and ``data_note`` say which. Taught in ``07_evaluation``.
+    folder; the report's ``data`` and ``data_note`` say which. ``flip``: the model's predictions
+    mirror-averaged (:func:`predictor`). Taught in ``07_evaluation``.
     """
     if split not in ("train", "val", "test"):
         raise ConfigError(f"option '--split' must be one of train, val, test; got {split!r}")
@@ -230,12 +240,12 @@ def evaluate_checkpoint(checkpoint: str | Path | None, split: str = "test", imag
     ds.flip = False
     loader = torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=False)
     suite = MetricSuite(fid=fid, lpips=lpips, device=dev, progress=progress)
-    report = metrics_with_baselines(predictor(model, dev), loader, suite, train_set=datasets.get("train"),
+    report = metrics_with_baselines(predictor(model, dev, flip=flip), loader, suite, train_set=datasets.get("train"),
                                     baselines=baselines)
     report.update({
         "checkpoint": str(checkpoint), "split": split, "image_size": size, "num_images": len(ds),
         "data": source.describe(), "data_source": source.to_dict(), "data_note": note, "epoch": ckpt.get("epoch"),
-        "best": ckpt.get("best"), "precision": "fp32", "device": str(dev),
+        "best": ckpt.get("best"), "precision": "fp32", "device": str(dev), "flip": flip,
         "metric_note": "per-image means over the split (psnr_rgb_pooled64: pooled over groups of 64)",
     })
     return report

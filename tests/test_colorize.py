@@ -149,6 +149,23 @@ def test_grey_input_equals_its_rgb_copy_and_gets_colour(tiny_model):
     assert (lab_of(out)[0] - lab_of(grey)[0]).abs().max() <= rounding_bound()
 
 
+class _LeftRight(torch.nn.Module):
+    """A stand-in generator that is not mirror-symmetric: a = a ramp from left to right, b = 0.2 L_n."""
+
+    def forward(self, l_n):
+        ramp = torch.linspace(-0.2, 0.2, l_n.shape[-1]).expand_as(l_n)  # (B, 1, H, W)
+        return torch.cat([ramp, 0.2 * l_n], dim=1)  # (B, 2, H, W)
+
+
+def test_flip_averages_the_prediction_with_that_of_the_mirrored_photo():
+    img, model = astronaut(64, 48), _LeftRight()
+    plain, flipped = lab_of(colorize(img, model, size=32)), lab_of(colorize(img, model, size=32, flip=True))
+    assert plain[1, :, 0].mean() < -15 and plain[1, :, -1].mean() > 15, "a: the ramp"
+    assert flipped[1].abs().max() < 2.5, "the ramp and its mirror image cancel"
+    assert torch.allclose(flipped[2], plain[2], atol=2.5), "b follows L, which mirrors with the photo: it stays"
+    assert (flipped[0] - lab_of(img)[0]).abs().max() <= rounding_bound(), "L is still the photo's"
+
+
 def test_chroma_scales_the_colours(tiny_model):
     img = astronaut()
     grey = colorize(img, tiny_model, size=32, chroma=0.0)

@@ -405,3 +405,16 @@ def test_paired_bootstrap_matches_a_direct_computation():
     se = np.std(a - b, ddof=1) / np.sqrt(260)
     assert (high - low) == pytest.approx(2 * 1.96 * se, rel=0.1), "about mean +- 1.96 standard errors"
     assert M.paired_bootstrap(a, a) == (0.0, 0.0, 0.0)
+
+
+def test_the_flip_predictor_averages_a_prediction_with_its_mirror():
+    from lib.evaluate import predictor
+
+    class LeftRight(torch.nn.Module):  # not mirror-symmetric: a = a ramp, b = L_n
+        def forward(self, l_n):
+            return torch.cat([torch.linspace(-0.5, 0.5, l_n.shape[-1]).expand_as(l_n), l_n], dim=1)
+
+    l_n = torch.rand(2, 1, 8, 6) * 2 - 1
+    plain, flip = predictor(LeftRight(), "cpu")(l_n), predictor(LeftRight(), "cpu", flip=True)(l_n)
+    assert plain[:, 0].abs().max() == 0.5 and flip[:, 0].abs().max() < 1e-6, "the ramp cancels its mirror image"
+    assert torch.equal(flip[:, 1], plain[:, 1]), "b = L mirrors with the face: unchanged"
