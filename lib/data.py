@@ -133,10 +133,20 @@ def _digest(*parts, stamps=()) -> str:
     return h.hexdigest()[:16]
 
 
-def folder_fingerprint(root: str | Path) -> str:
-    """A key that changes whenever a face folder's image files, their sizes or mtimes change."""
+FINGERPRINT_PREFIX = "n+s:"  # names and sizes; fingerprints without it (older checkpoints) also hashed the mtimes
+
+
+def folder_fingerprint(root: str | Path, mtimes: bool = False) -> str:
+    """A key that changes whenever a face folder's image files or their sizes change.
+
+    Not their mtimes: a copy of the folder, or the same folder provisioned again, is the same
+    data. ``mtimes=True`` gives the older key that hashed them too (what checkpoints stored
+    before ``FINGERPRINT_PREFIX``), so those can still be checked."""
     root = Path(root)
-    return _digest("facecolor folder", stamps=_stamps(root, list_image_files(root)[0]))
+    stamps = _stamps(root, list_image_files(root)[0])
+    if mtimes:
+        return _digest("facecolor folder", stamps=stamps)
+    return FINGERPRINT_PREFIX + _digest("facecolor folder", stamps=[(rel, size, 0) for rel, size, _ in stamps])
 
 
 # --- decoding and checking ----------------------------------------------------------------
@@ -492,7 +502,8 @@ def reopen_splits(source: dict, image_size: int, splits: tuple[str, ...] = SPLIT
     if not src.root or not Path(src.root).is_dir():
         raise DataError(f"the checkpoint was trained on the face folder {src.root}, which is not there now: "
                         "restore it, or evaluate on another folder with --data-root DIR (said in the report)")
-    if src.fingerprint is not None and folder_fingerprint(src.root) != src.fingerprint:
+    old_key = src.fingerprint is not None and not src.fingerprint.startswith(FINGERPRINT_PREFIX)
+    if src.fingerprint is not None and folder_fingerprint(src.root, mtimes=old_key) != src.fingerprint:
         warnings.warn(f"{src.root}: its image files changed since the checkpoint was trained "
                       f"({src.describe()} then)", DataWarning, stacklevel=2)
     return open_splits(src.root, "folder", image_size, splits, **kwargs)

@@ -368,6 +368,27 @@ def test_reopen_splits(tmp_path, no_default_data):
     assert isinstance(toy["val"], ToyFaces) and toy["val"].seed == 3 and toy_source.kind == "toy"
 
 
+def test_the_same_files_provisioned_again_are_the_same_data(tmp_path, no_default_data):
+    """New mtimes (a copy, a re-provisioned read-only folder) are not a change; a new size is. A checkpoint
+    whose key still hashed the mtimes (before FINGERPRINT_PREFIX) is checked the old way."""
+    root = _small_folder(tmp_path / "p", n=12)
+    _, source = open_splits(root, "folder", S, progress=False)
+    old = {**source.to_dict(), "fingerprint": data.folder_fingerprint(root, mtimes=True)}
+    assert source.fingerprint.startswith(data.FINGERPRINT_PREFIX) and not old["fingerprint"].startswith("n+s:")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DataWarning)
+        reopen_splits(old, S, ("train",), progress=False)  # the old key, unchanged folder: no warning
+        for f in root.iterdir():
+            os.utime(f, ns=(10**18, 10**18))
+        reopen_splits(source.to_dict(), S, ("train",), progress=False)  # new mtimes: the same data
+    with pytest.warns(DataWarning, match="changed since the checkpoint"):
+        reopen_splits(old, S, ("train",), progress=False)  # the old key saw the mtimes
+    victim = sorted(root.iterdir())[0]
+    victim.write_bytes(victim.read_bytes() + b"\0")
+    with pytest.warns(DataWarning, match="changed since the checkpoint"):
+        reopen_splits(source.to_dict(), S, ("train",), progress=False)
+
+
 def test_resolve_data_root(tmp_path, monkeypatch):
     monkeypatch.delenv("CELEBAHQ_DIR", raising=False)
     monkeypatch.setattr(data, "REPO_ROOT", tmp_path / "repo")
