@@ -65,7 +65,7 @@ def _run_train(args) -> int:
 def _run_evaluate(args) -> int:
     return evaluate.main(args.checkpoint, out=args.out, split=args.split, image_size=args.image_size,
                          data_root=args.data_root, max_images=args.max_images, batch_size=args.batch_size,
-                         device=args.device, baselines=args.baselines, fid=args.fid, lpips=args.lpips)
+                         device=args.device, baselines=args.baselines, fid=args.fid, lpips=args.lpips, flip=args.flip)
 
 
 def _run_export(args) -> int:

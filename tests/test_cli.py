@@ -168,6 +168,11 @@ def test_train_then_evaluate_end_to_end(trained, tmp_path, capsys):
     assert code == 0, err
     report = json.loads(out)
     assert report["split"] == "val" and report["image_size"] == 64 and "grey" not in report
+    code, out, err = run_main(["evaluate", trained / "best.pt", "--split", "val", "--no-baselines", "--size", "64",
+                               "--flip"], capsys)
+    flipped = json.loads(out)
+    assert code == 0 and flipped["flip"] is True and report["flip"] is False
+    assert flipped["model"]["psnr_rgb"] != report["model"]["psnr_rgb"], "--flip reaches the predictor"
 
     for args, words in ((["--split", "dev"], ["invalid choice", "train", "val", "test"]),
                         (["--size", "0"], ["--size", "positive integer"]),
