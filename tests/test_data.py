@@ -533,3 +533,15 @@ def test_toyfaces_varied_and_colourful(tmp_path):
     for i in range(4):
         Image.fromarray(rgb[i].permute(1, 2, 0).numpy()).save(tmp_path / f"{i}.png")
         assert check_face(tmp_path / f"{i}.png")[1] == "", "toy faces must pass as faces (not grayscale)"
+
+
+@pytest.mark.realdata
+def test_the_shipped_models_face_folder_is_recognised_as_unchanged(celebahq_dir):
+    """The shipped checkpoint names the celebahq-5k folder it was trained on; provisioned afresh (new mtimes)
+    it is the same data, so evaluating the shipped model on it warns nothing."""
+    import lib.checkpoint
+
+    source = lib.checkpoint.load_checkpoint(lib.checkpoint.SHIPPED)["data_source"]
+    if Path(source["root"]).resolve() != celebahq_dir.resolve():
+        pytest.skip(f"the shipped model was trained on {source['root']}, not {celebahq_dir}")
+    assert source["fingerprint"] == data.folder_fingerprint(celebahq_dir)
