@@ -21,8 +21,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lib import pretrained
-from lib.pretrained import IMAGENET_MEAN, IMAGENET_STD
 from lib.color import lab_norm_to_rgb, prediction_target, prediction_to_rgb
+from lib.pretrained import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = ["PixelLoss", "PerceptualLoss", "GANLoss", "ColorizationLoss", "term_shares"]
 
@@ -228,6 +228,9 @@ class ColorizationLoss(nn.Module):
     left out when it is off: ``beta == 0`` (no VGG is even loaded: ``self.perceptual is
     None``), or ``theta == 0`` / no ``fake_logits`` (generator-only training). The
     discriminator's own loss is ``self.gan.discriminator_loss(real_logits, fake_logits)``.
+    An RGB-mode prediction ``(B, 3, H, W)`` (the colorspace ablation of ``08_ablation_study``)
+    is compared as RGB in (-1, 1) by the pixel term and seen as it is by the perceptual term
+    (``lib.color.prediction_target`` / ``prediction_to_rgb``).
     Taught in ``notebooks/04_loss_functions.ipynb``.
     """
 

@@ -222,14 +222,15 @@ def image_metrics(l_n: Tensor, ab_hat: Tensor, ab: Tensor) -> dict[str, Tensor]:
     """Every per-image metric of one batch: ``{name: (B,)}``, the definitions in one place.
 
     ``l_n (B, 1, H, W)``, ``ab_hat`` and ``ab (B, 2, H, W)`` normalised as in ``lib.color``;
-    both RGB images are rebuilt from the true L. An RGB-mode prediction ``(B, 3, H, W)``
-    (``lib.color.prediction_to_rgb``) is measured as the image it is, its Lab converted from it. Gives ``psnr_rgb``, ``ssim_rgb``,
+    both RGB images are rebuilt from the true L. Gives ``psnr_rgb``, ``ssim_rgb``,
     ``psnr_lab``, ``ssim_lab``, ``mse_rgb`` (for the pooled PSNR), ``colorfulness_pred``
-    and ``colorfulness_true``. Taught in ``07_evaluation``.
+    and ``colorfulness_true``. An RGB-mode prediction ``(B, 3, H, W)`` (the colorspace
+    ablation, ``lib.color.prediction_to_rgb``) is measured as the image it is, its Lab
+    converted from it. Taught in ``07_evaluation``.
     """
     _check_prediction(ab_hat, ab)
     rgb_true = lab_norm_to_rgb(l_n, ab)  # (B, 3, H, W) in [0, 1]
-    rgb_pred = prediction_to_rgb(l_n, ab_hat)  # (B, 3, H, W): true L + predicted ab
+    rgb_pred = prediction_to_rgb(l_n, ab_hat)  # (B, 3, H, W): true L + predicted ab (or the predicted RGB)
     L = denormalize_l(l_n)  # (B, 1, H, W)
     lab_true = torch.cat((L, denormalize_ab(ab)), dim=1)  # (B, 3, H, W)
     rgb_mode = ab_hat.shape[1] == 3
