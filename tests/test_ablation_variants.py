@@ -91,6 +91,9 @@ def test_the_vgg16_encoder_starts_from_imagenet_and_feeds_the_seed_decoder():
     # the same decoder, gates and bottleneck as the seed: their weights have the seed's shapes
     seed = {k: v.shape for k, v in UNet(UNetConfig()).state_dict().items() if not k.startswith("encoder.")}
     assert seed == {k: v.shape for k, v in model.state_dict().items() if not k.startswith("encoder.")}
+    from lib.models import model_summary
+    summary = model_summary(model, 32)
+    assert summary.shapes["encoder.adapters.4"] == (1, 256, 2, 2) and summary.parameters["encoder"] > 14_000_000
     with pytest.raises(AssertionError, match="depth <= 4"):
         UNetConfig(encoder="vgg16", depth=5)
 

@@ -79,7 +79,9 @@ def count_flops(fn: Callable[[], object]) -> int:
 
 def _hooked_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
     if isinstance(model, UNet):
-        names = [f"encoder.{i}" for i in range(len(model.encoder))] + ["bottleneck"]
+        levels = range(model.config.depth + 1)
+        names = [f"encoder.{i}" if model.config.encoder == "conv" else f"encoder.adapters.{i}" for i in levels]
+        names.append("bottleneck")
         for i in reversed(range(model.config.depth)):
             names += [f"decoder.{i}.up"] + ([f"gates.{i}"] if model.config.attention_gates else []) + [f"decoder.{i}.block"]
         names.append("head")
