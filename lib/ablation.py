@@ -307,7 +307,7 @@ def _reuse(twin: Path, run_dir: Path, grid: Grid, name: str, cfg: TrainConfig) -
         shutil.copyfile(twin.parent / "baselines.json", run_dir.parent / "baselines.json")
     report = json.loads((twin / "metrics.json").read_text())
     report.update(run=name, grid=grid.name, overrides=grid.overrides(name), config=cfg.to_dict(),
-                  reused_from=f"{twin.parent.name}/{twin.name}")
+                  reused_from=report.get("reused_from") or f"{twin.parent.name}/{twin.name}")  # the run that trained
     write_json(run_dir / "metrics.json", report)
 
 

@@ -100,24 +100,28 @@ def test_the_vgg16_encoder_starts_from_imagenet_and_feeds_the_seed_decoder():
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_a_run_shared_by_two_grids_is_trained_once(tmp_path):
+def test_a_run_shared_by_several_grids_is_trained_once(tmp_path):
     runs = {"seed": {"loss.beta": 0.0}}
-    first = run_grid(Grid("one", "configs/seed.yaml", runs), "smoke", results=tmp_path, runner="train",
+    first = run_grid(Grid("z", "configs/seed.yaml", runs), "smoke", results=tmp_path, runner="train",
                      extra=["dataset=toy"], log=lambda s: None)
     assert first["done"] == ["seed"]
-    other = Grid("two", "configs/seed.yaml", {"same": {"loss.beta": 0.0}, "different": {"loss.beta": 0.0, "seed": 3}})
+    other = Grid("m", "configs/seed.yaml", {"same": {"loss.beta": 0.0}, "different": {"loss.beta": 0.0, "seed": 3}})
     assert finished_twin(run_config(other, "same", "smoke", tmp_path / "x", ["dataset=toy"]), tmp_path, "smoke") \
-        == tmp_path / "one-smoke" / "seed"
+        == tmp_path / "z-smoke" / "seed"
     assert finished_twin(run_config(other, "different", "smoke", tmp_path / "x", ["dataset=toy"]), tmp_path, "smoke") is None
     lines = []
     second = run_grid(other, "smoke", results=tmp_path, runner="train", extra=["dataset=toy"], only=["same"],
                       log=lines.append)
     assert second["done"] == ["same"] and "reused, not retrained" in lines[0]
-    a, b = (json.loads((tmp_path / f / "metrics.json").read_text()) for f in ("one-smoke/seed", "two-smoke/same"))
-    assert a["per_image"] == b["per_image"] and b["reused_from"] == "one-smoke/seed" and b["run"] == "same"
-    assert (tmp_path / "two-smoke" / "same" / "run" / "best.pt").stat().st_ino == \
-        (tmp_path / "one-smoke" / "seed" / "run" / "best.pt").stat().st_ino, "hard-linked, not copied"
-    assert "`same` is one-smoke/seed" in (tmp_path / "two-smoke.md").read_text()
+    a, b = (json.loads((tmp_path / f / "metrics.json").read_text()) for f in ("z-smoke/seed", "m-smoke/same"))
+    assert a["per_image"] == b["per_image"] and b["reused_from"] == "z-smoke/seed" and b["run"] == "same"
+    assert (tmp_path / "m-smoke" / "same" / "run" / "best.pt").stat().st_ino == \
+        (tmp_path / "z-smoke" / "seed" / "run" / "best.pt").stat().st_ino, "hard-linked, not copied"
+    assert "`same` is z-smoke/seed" in (tmp_path / "m-smoke.md").read_text()
+    # a third grid finds the reused copy first (m < z) and still names the run that trained
+    run_grid(Grid("a", "configs/seed.yaml", {"again": {"loss.beta": 0.0}}), "smoke", results=tmp_path,
+             runner="train", extra=["dataset=toy"], log=lambda s: None)
+    assert json.loads((tmp_path / "a-smoke/again/metrics.json").read_text())["reused_from"] == "z-smoke/seed"
 
 
 def test_differences_are_paired_against_the_grids_reference_run_and_drawn_one_panel_per_grid(tmp_path):
