@@ -197,12 +197,13 @@ def plot_training_curves(run_dir: str | Path, metric: str = "psnr_rgb", path: st
 
 # --- ablation differences ---------------------------------------------------------------------
 def plot_differences(panels: dict[str, dict[str, tuple[float, float, float]]], *, spread: float | None = None,
-                     baselines: tuple[str, ...] = ("grey", "mean face"), xlabel: str = "Δ PSNR rgb (dB)",
-                     path: str | Path | None = None) -> Figure:
+                     baselines: tuple[str, ...] = ("grey", "mean face"), repeats: tuple[str, ...] = (),
+                     xlabel: str = "Δ PSNR rgb (dB)", path: str | Path | None = None) -> Figure:
     """One panel per grid: each row's mean difference from the grid's reference run with its 95 %
     interval, as horizontal bars (``lib.ablation.differences`` gives one panel's rows). ``spread``:
     the seed-to-seed difference measured at the same budget, shaded as +-spread around 0 (a
-    difference inside it is not a finding). Rows named in ``baselines`` are grey bars. Taught in
+    difference inside it is not a finding). Rows named in ``baselines`` are grey bars, in ``repeats``
+    (a run trained again with another seed) orange. Taught in
     ``08_ablation_study``."""
     heights = [0.42 * len(rows) + 0.9 for rows in panels.values()]
     fig = Figure(figsize=(8, sum(heights)), layout="constrained")
@@ -211,7 +212,7 @@ def plot_differences(panels: dict[str, dict[str, tuple[float, float, float]]], *
         names = list(rows)[::-1]
         d = np.array([rows[n][0] for n in names])
         err = np.array([[rows[n][0] - rows[n][1], rows[n][2] - rows[n][0]] for n in names]).T  # (2, rows)
-        ax.barh(names, d, xerr=err, capsize=3, color=["0.75" if n in baselines else "C0" for n in names])
+        ax.barh(names, d, xerr=err, capsize=3, color=["0.75" if n in baselines else "C1" if n in repeats else "C0" for n in names])
         if spread is not None:
             ax.axvspan(-spread, spread, color="C1", alpha=0.15, lw=0)
         ax.axvline(0, color="k", lw=1)
