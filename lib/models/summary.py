@@ -173,7 +173,7 @@ def save_architecture_figure(
     box(in_x, io_y, 1.05, 0.7, _COLORS["io"], "L", f"{cfg.in_channels}×{image_size}×{image_size}")
     arrow((in_x + 0.525, io_y), (enc_x(0) - width(0) / 2, io_y))
     out_x = dec_x(0) + 2.0
-    box(out_x, io_y, 1.05, 0.7, _COLORS["io"], "ab", f"{cfg.out_channels}×{image_size}×{image_size}")
+    box(out_x, io_y, 1.05, 0.7, _COLORS["io"], "ab" if cfg.out_channels == 2 else "RGB", f"{cfg.out_channels}×{image_size}×{image_size}")
     arrow((dec_x(0) + width(0) / 2, io_y), (out_x - 0.525, io_y))
     ax.text((dec_x(0) + width(0) / 2 + out_x - 0.525) / 2, io_y - 0.08, "1×1 conv\n+ tanh", ha="center", va="top", fontsize=7)
 
@@ -224,10 +224,11 @@ def save_architecture_figure(
     box(dec_x(d), by, width(d), height(d), _COLORS["dec"], *label(d), alpha=0.6)
 
     handles = [
-        Patch(fc=_COLORS["enc"], ec="black", label="encoder: 2 × (3×3 conv, norm, act)"),
+        Patch(fc=_COLORS["enc"], ec="black", label="encoder: 2 × (3×3 conv, norm, act)" if cfg.encoder == "conv"
+              else "encoder: ImageNet VGG16 conv block → 1×1 conv to these widths"),
         Patch(fc=_COLORS["dec"], ec="black", label=f"decoder: cat({'gated ' if cfg.attention_gates else ''}skip, g) → 2 × (3×3 conv)"),
         Patch(fc=_COLORS["vit"], ec="black", label="pixel-wise ViT bottleneck" if cfg.num_blocks else "conv bottleneck"),
-        Line2D([], [], color=_COLORS["down"], lw=2.2, label="3×3 conv, stride 2"),
+        Line2D([], [], color=_COLORS["down"], lw=2.2, label="3×3 conv, stride 2" if cfg.encoder == "conv" else "2×2 max-pool"),
         Line2D([], [], color=_COLORS["up"], lw=2.2, label=f"2× upsample ({cfg.upsample}) → g"),
         Line2D([], [], color="black", lw=1.1, ls="--", label="skip connection"),
     ]
