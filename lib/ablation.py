@@ -54,8 +54,9 @@ from lib.run_dir import write_json
 from lib.train import Trainer
 from lib.utils import write_text_atomic
 
-__all__ = ["GRIDS", "RESULTS", "PROFILES", "COLUMNS", "Grid", "load_grid", "run_config", "run_grid", "finished_twin", "results_table", "differences",
-           "seed_spread", "write_table", "load_results", "sample_faces", "add_arguments", "run"]
+__all__ = ["GRIDS", "RESULTS", "PROFILES", "COLUMNS", "Grid", "load_grid", "run_config", "run_grid", "finished_twin",
+           "results_table", "differences", "seed_spread", "write_table", "load_results", "sample_faces",
+           "add_arguments", "run"]
 
 GRIDS = REPO_ROOT / "configs" / "grids"
 RESULTS = REPO_ROOT / "results"

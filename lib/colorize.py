@@ -49,7 +49,7 @@ from lib.color import AB_SCALE, denormalize_ab, lab_to_rgb, normalize_l, rgb_to_
 from lib.errors import ConfigError, ImageError, UserError
 from lib.images import IMAGE_EXTENSIONS, MAX_PIXELS, load_rgb, pil_to_rgb
 from lib.runtime import pick_device
-from lib.utils import atomic_write, eval_mode
+from lib.utils import atomic_write, eval_mode, mirror_averaged
 
 __all__ = ["DEFAULT_SIZE", "MAX_ASPECT", "OUTPUT_SUFFIX", "model_input_size", "colorize", "colorize_batch",
            "output_path", "add_arguments", "run"]
@@ -290,9 +290,7 @@ def colorize_batch(images: Sequence, checkpoint=None, *, size: int | None = None
             for start in range(0, len(indices), batch_size):
                 chunk = indices[start : start + batch_size]
                 x = torch.stack([inputs[i][0] for i in chunk])  # (b, 1, h', w'): padded to 2**depth
-                out = model(x).float()  # (b, 2, h', w') in (-1, 1)
-                if flip:
-                    out = 0.5 * (out + model(x.flip(-1)).float().flip(-1))  # (b, 2, h', w')
+                out = (mirror_averaged(model, x) if flip else model(x)).float()  # (b, 2, h', w') in (-1, 1)
                 for i, ab in zip(chunk, out):
                     top, left, h, w = inputs[i][1]
                     ab_hat[i] = ab[:, top : top + h, left : left + w]  # (2, h, w)

@@ -27,7 +27,7 @@ from lib.data import DataSource, open_splits, reopen_splits
 from lib.errors import ConfigError, DataError
 from lib.metrics import MetricSuite, grey_predictor, mean_face_ab, mean_face_predictor
 from lib.runtime import DistInfo, autocast, pick_device, rng_state, set_rng_state
-from lib.utils import eval_mode, write_text_atomic
+from lib.utils import eval_mode, mirror_averaged, write_text_atomic
 
 __all__ = ["predictor", "recompute_bn_stats", "recompute_bn_stats_over", "evaluate_predictor", "evaluate_model",
            "metrics_with_baselines", "test_report", "evaluate_checkpoint", "format_table", "TABLE_METRICS"]
@@ -51,9 +51,7 @@ def predictor(model: torch.nn.Module, device: torch.device | str, channels_last:
     @torch.no_grad()
     def predict(l_n: Tensor) -> Tensor:
         l_n = l_n.to(device)  # (B, 1, H, W)
-        if flip:
-            return 0.5 * (run(l_n) + run(l_n.flip(-1)).flip(-1))  # (B, 2, H, W)
-        return run(l_n)
+        return mirror_averaged(run, l_n) if flip else run(l_n)  # (B, 2, H, W)
 
     return predict
 

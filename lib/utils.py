@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import IO
 
 import torch.nn as nn
+from torch import Tensor
 
-__all__ = ["atomic_write", "write_text_atomic", "clean_stale_temp_files", "eval_mode", "frozen", "cache_dir"]
+__all__ = ["atomic_write", "write_text_atomic", "clean_stale_temp_files", "eval_mode", "frozen", "mirror_averaged",
+           "cache_dir"]
 
 _TMP_INFIX = ".tmp-"
 _STALE = re.compile(r"\.tmp-?(\d+)$")
@@ -95,6 +97,13 @@ def frozen(net: nn.Module | None) -> Iterator[None]:
     finally:
         for p in params:
             p.requires_grad_(True)
+
+
+def mirror_averaged(fn: Callable, x: Tensor) -> Tensor:
+    """``(fn(x) + mirror(fn(mirror(x)))) / 2``, mirroring the last (width) axis: test-time mirror
+    averaging of a prediction (a face is about left-right symmetric). Used by
+    ``lib.evaluate.predictor(flip=True)`` and ``lib.colorize``; taught in ``07_evaluation``."""
+    return 0.5 * (fn(x) + fn(x.flip(-1)).flip(-1))
 
 
 @contextlib.contextmanager

@@ -36,9 +36,6 @@ class VGG16Encoder(nn.Module):
         super().__init__()
         assert 1 <= depth < len(VGG16_BLOCKS), f"a VGG16 encoder has at most {len(VGG16_BLOCKS) - 1} levels down, got depth {depth}"
         features = pretrained.vgg16_features(weights_path, cut=VGG16_BLOCKS[depth][1] - 1)
-        for m in features.modules():
-            if isinstance(m, nn.ReLU):
-                m.inplace = False
         self.blocks = nn.ModuleList([features[start:stop] for start, stop, _ in VGG16_BLOCKS[: depth + 1]])
         self.adapters = nn.ModuleList([
             nn.Sequential(nn.Conv2d(c_vgg, c, 1, bias=False), make_norm(norm, c), make_activation(activation))
