@@ -28,8 +28,10 @@ weights: $(STAMP)
 demo: weights
 	$(PY) -m lib.demo --profile demo
 
+# The whole suite on every core (pytest-xdist, idle workers take queued tests from busy ones; TEST_WORKERS=0: in this process, in order).
+TEST_WORKERS ?= auto
 test: weights
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal
 
 # A grid of training runs and its results table: make ablation GRID=losses PROFILE=cpu (smoke | cpu | full).
 GRID ?= losses

@@ -12,7 +12,11 @@ from pathlib import Path
 import pytest
 import torch
 
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+if os.environ.get("PYTEST_XDIST_WORKER"):  # `make test`: one worker per core, so one thread per worker
+    os.environ["OMP_NUM_THREADS"] = "1"  # and per process it starts (notebook kernels, CLI runs, torchrun)
+    torch.set_num_threads(1)
+else:
+    torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 
 def _celebahq_dir() -> Path | None:

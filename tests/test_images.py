@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import struct
-import time
 import zlib
 
 import numpy as np
@@ -102,10 +101,8 @@ def test_a_long_strip_decodes():
 def test_pixel_limit_is_read_from_the_header_before_decoding(tmp_path):
     claim = tmp_path / "claims_12000x12000.png"
     claim.write_bytes(png_claiming(12000, 12000))  # 144 MP: under PIL's own error threshold
-    start = time.perf_counter()
     with pytest.raises(ImageError) as e:
         load_rgb(claim)
-    assert time.perf_counter() - start < 1.0
     # the 1 KB of data would decode as "truncated": this message proves nothing was decoded
     assert str(e.value) == (f"{claim} is 12000x12000 = 144.0 megapixels, above the limit of 50.0 MP (not decoded); "
                             "shrink it first or raise the limit")
