@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import zipfile
+import warnings
 from pathlib import Path
 
 import torch
@@ -65,7 +65,9 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     if path.stat().st_size == 0:
         raise CheckpointError(f"checkpoint {str(path)!r} is empty (0 bytes): an interrupted copy? Copy it again")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # garbage can look like a pickle of an unknown protocol
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+            state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
         if "GLOBAL" not in str(e):  # not a pickle of names torch refuses: garbage, or text
             raise CheckpointError(f"{str(path)!r} is not a PyTorch checkpoint (truncated, or another kind of "
@@ -73,7 +75,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise CheckpointError(f"{str(path)!r} holds Python objects other than tensors and plain values; it was not "
                               "loaded (weights_only=True: no code in it ran). Use a checkpoint written by this "
                               "project") from None
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as e:
+    except Exception as e:  # noqa: BLE001 - random bytes make the unpickler fail in any way (IndexError, KeyError, ...)
         raise CheckpointError(f"{str(path)!r} is not a readable PyTorch checkpoint (truncated, or another kind of "
                               f"file): {str(e).split('. ')[0] if str(e) else type(e).__name__}") from None
     if not isinstance(state, dict) or state.get("format") not in (CHECKPOINT_FORMAT, _V1):

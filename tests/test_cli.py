@@ -10,10 +10,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -22,6 +24,7 @@ import yaml
 
 from lib.__main__ import main
 from lib.checkpoint import load_checkpoint
+from lib.errors import CheckpointError
 from lib.config import TrainConfig, flat_dict, option_help
 
 REPO = Path(__file__).resolve().parents[1]
@@ -199,6 +202,27 @@ def test_evaluate_refuses_silently_other_data(trained, tmp_path, capsys):
     assert checksums(tmp_path) == before
 
 
+_GARBAGE = random.Random(2).randbytes(4096)  # bytes the weights_only unpickler fails on with an IndexError
+
+
+def test_random_bytes_are_never_more_than_a_checkpoint_error(tmp_path):
+    """Garbage makes torch's unpickler fail in many ways (UnpicklingError, IndexError, KeyError,
+    UnicodeDecodeError, ...); every one must reach the user as the one CheckpointError."""
+    path, kinds = tmp_path / "x.pt", set()
+    for seed in range(300):
+        blob = random.Random(seed).randbytes(4096)
+        path.write_bytes(blob)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                torch.load(path, weights_only=True)
+            except Exception as e:  # noqa: BLE001 - which error torch raises is what is recorded
+                kinds.add(type(e).__name__)
+        with pytest.raises(CheckpointError, match="not a"):
+            load_checkpoint(path)
+    assert {"UnpicklingError", "IndexError", "KeyError"} <= kinds  # the sweep covers the ways torch fails
+
+
 class _Evil:
     def __reduce__(self):
         return (os.system, (f"touch {_Evil.marker}",))
@@ -222,7 +246,7 @@ def test_bad_checkpoint_files_are_one_error_line_and_nothing_runs(trained, tmp_p
     if kind == "folder":
         path.mkdir()
     elif kind != "missing":
-        path.write_bytes({"empty": b"", "truncated": good[: len(good) // 2], "random": os.urandom(4096),
+        path.write_bytes({"empty": b"", "truncated": good[: len(good) // 2], "random": _GARBAGE,
                           "text": b"not a checkpoint\n", "evil": b"", "no_keys": b"", "incomplete": b""}[kind])
     if kind == "evil":
         torch.save({"format": "facecolor-checkpoint-v2", "model": _Evil()}, path)  # pickles os.system
