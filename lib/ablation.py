@@ -55,7 +55,7 @@ from lib.train import Trainer
 from lib.utils import write_text_atomic
 
 __all__ = ["GRIDS", "RESULTS", "PROFILES", "COLUMNS", "Grid", "load_grid", "run_config", "run_grid", "finished_twin",
-           "results_table", "differences", "seed_spread", "write_table", "load_results", "sample_faces",
+           "train_run_of_grid", "results_table", "differences", "seed_spread", "write_table", "load_results", "sample_faces",
            "add_arguments", "run"]
 
 GRIDS = REPO_ROOT / "configs" / "grids"
@@ -182,6 +182,33 @@ def _train(cfg: TrainConfig, run_dir: Path, runner: str) -> str:
     if result["status"] != "finished":
         raise KeyboardInterrupt(f"training stopped by {result['signal']}")
     return "lib.train"
+
+
+def train_run_of_grid(train_overrides: str, out_dir: str | None, data_root: str | None = None) -> dict:
+    """The notebook's side of ``runner="notebook"`` (:func:`_train`): train ``configs/seed.yaml``
+    with the run's options (``"a=1;b=2"``) into ``out_dir`` through ``lib.train.Trainer``, say
+    what was trained, then make every later cell of the kernel run ``pass`` (papermill cannot stop
+    a notebook half-way; the executed copy then holds that run's training log only). Returns
+    ``Trainer.fit``'s result. Called by ``05_training_unet`` and ``06_gan_training``."""
+    overrides = [f"data_root={data_root}"] if data_root is not None else []
+    if out_dir is not None:
+        overrides.append(f"out_dir={out_dir}")
+    overrides += [item for item in train_overrides.split(";") if item.strip()]  # "a=1;b=2" -> ["a=1", "b=2"]
+    cfg = TrainConfig.load(NOTEBOOK_BASE).with_overrides(overrides)
+    print(f"driven by the ablation: {NOTEBOOK_BASE.relative_to(REPO_ROOT)} with {len(overrides)} options set, "
+          f"into {cfg.out_dir}")
+    result = Trainer(cfg).fit()
+    if result["status"] != "finished":
+        raise KeyboardInterrupt(f"training stopped by {result['signal']}: run the grid again to resume it")
+    best = result["best"]  # chosen on val by TrainConfig.select_metric
+    score = "not evaluated" if best["value"] is None else f"{best['value']:.2f} at epoch {best['epoch']}"
+    print(f"{result['status']} after {result['epoch']} epochs ({result['step']} steps); best val {best['metric']}: "
+          f"{score}; checkpoints in {result['out_dir']}")
+    from IPython import get_ipython  # only inside a kernel
+
+    get_ipython().input_transformers_cleanup.append(lambda lines: ["pass\n"])  # every later cell runs `pass`
+    print("the rest of this notebook is skipped (restart the kernel to read it as a lesson)")
+    return result
 
 
 def _flat_overrides(cfg: TrainConfig, base: Path = NOTEBOOK_BASE) -> dict:

@@ -131,7 +131,7 @@ def test_a_smoke_run_trains_through_the_training_notebook(tmp_path):
     executed = nbformat.read(folder / "05_training_unet.ipynb", as_version=4)
     code = [c for c in executed.cells if c.cell_type == "code"]
     said = ["".join(o.get("text", "") for o in c.outputs) for c in code]
-    branch = next(i for i, c in enumerate(code) if c.source.startswith("ablation_run"))
+    branch = next(i for i, c in enumerate(code) if "train_run_of_grid(" in c.source)
     assert "finished after 1 epochs" in said[branch] and "skipped" in said[branch]
     assert not any(c.outputs for c in code[branch + 1:]), "the lesson's cells after the ablation branch are no-ops"
     assert not any(o.get("name") == "stderr" or o.output_type == "error" for c in code for o in c.outputs)
