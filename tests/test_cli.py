@@ -24,8 +24,8 @@ import yaml
 
 from lib.__main__ import main
 from lib.checkpoint import load_checkpoint
-from lib.errors import CheckpointError
 from lib.config import TrainConfig, flat_dict, option_help
+from lib.errors import CheckpointError
 
 REPO = Path(__file__).resolve().parents[1]
 
